@@ -264,7 +264,7 @@ def interleaved_ratio(fn_a: Callable[[], object], fn_b: Callable[[], object], ro
     """
     from torch.utils import benchmark
 
-    rounds = rounds or (5 if quick_mode() else 30)
+    rounds = (5 if quick_mode() else 30) if rounds is None else rounds
     if rounds < 1 or number < 1:
         raise ValueError(f"rounds and number must be positive, got rounds={rounds!r}, number={number!r}")
     threads = threads or torch.get_num_threads()

@@ -1,0 +1,153 @@
+import pytest
+import torch
+from torch import nn
+
+from course.measure import count_flops, count_params
+from course.models import (
+    MODEL_NAMES,
+    TORCHVISION_NAMES,
+    MobileNetV1,
+    MobileNetV3,
+    ShuffleNetV1,
+    ShuffleNetV2,
+    build_model,
+    load_torchvision_weights,
+    torchvision_reference,
+)
+
+# torchvision's weights metadata (num_params), papers.md §6.
+TORCHVISION_PARAMS = {
+    "mobilenet_v2": 3_504_872,
+    "mobilenet_v3_large": 5_483_032,
+    "mobilenet_v3_small": 2_542_856,
+    "shufflenet_v2_x0_5": 1_366_792,
+    "shufflenet_v2_x1_0": 2_278_604,
+    "shufflenet_v2_x1_5": 3_503_624,
+    "shufflenet_v2_x2_0": 7_393_996,
+}
+
+
+@pytest.mark.parametrize("name", TORCHVISION_NAMES)
+def test_parameter_count_equals_torchvision(name):
+    assert count_params(build_model(name)) == TORCHVISION_PARAMS[name]
+    assert count_params(torchvision_reference(name)) == TORCHVISION_PARAMS[name]
+
+
+def _randomise_bn_statistics(model: nn.Module, gen: torch.Generator) -> None:
+    """Fresh BN layers are identities in eval mode; give them real statistics so they matter."""
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.copy_(torch.randn(m.num_features, generator=gen) * 0.1)
+            m.running_var.copy_(torch.rand(m.num_features, generator=gen) + 0.5)
+            m.weight.data.copy_(torch.rand(m.num_features, generator=gen) + 0.5)
+            m.bias.data.copy_(torch.randn(m.num_features, generator=gen) * 0.1)
+
+
+@pytest.mark.parametrize("name", TORCHVISION_NAMES)
+def test_outputs_equal_torchvision_with_its_weights(name):
+    gen = torch.Generator().manual_seed(0)
+    theirs = torchvision_reference(name).eval()
+    _randomise_bn_statistics(theirs, gen)
+    ours = build_model(name).eval()
+    pairs = load_torchvision_weights(ours, theirs)
+    assert len(pairs) == len(theirs.state_dict())
+    x = torch.randn(2, 3, 160, 160, generator=gen)
+    with torch.no_grad():
+        ref = theirs(x)
+        torch.testing.assert_close(ours(x), ref, atol=1e-5, rtol=1e-5)
+        # A weight our model ignored would leave its output unchanged: perturbing the last conv must not.
+    assert ref.abs().max() > 0
+
+
+def test_load_torchvision_weights_rejects_a_different_architecture():
+    with pytest.raises(ValueError, match="shape mismatch|differ in length"):
+        load_torchvision_weights(build_model("shufflenet_v2_x1_0"), torchvision_reference("shufflenet_v2_x0_5"))
+    with pytest.raises(ValueError, match="differ in length"):
+        load_torchvision_weights(build_model("mobilenet_v3_small"), torchvision_reference("mobilenet_v3_large"))
+
+
+# MobileNet V1 paper, Tables 4-7: (alpha, resolution) -> (million mult-adds, million params).
+MOBILENET_V1_PAPER = {
+    (1.0, 224): (569, 4.2),
+    (0.75, 224): (325, 2.6),
+    (0.5, 224): (149, 1.3),
+    (0.25, 224): (41, 0.5),
+    (1.0, 192): (418, 4.2),
+    (1.0, 160): (290, 4.2),
+    (1.0, 128): (186, 4.2),
+}
+
+
+@pytest.mark.parametrize("alpha, res", list(MOBILENET_V1_PAPER))
+def test_mobilenet_v1_matches_paper(alpha, res):
+    madds, params = MOBILENET_V1_PAPER[(alpha, res)]
+    model = MobileNetV1(alpha)
+    ours_madds = count_flops(model, (1, 3, res, res)) / 1e6
+    assert ours_madds == pytest.approx(madds, rel=0.02)
+    # The paper prints params to one decimal: allow that rounding or 2 %, whichever is larger.
+    conv_fc_params = sum(p.numel() for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))
+                         for p in m.parameters()) / 1e6
+    assert abs(conv_fc_params - params) <= max(0.02 * params, 0.05)
+
+
+def test_mobilenet_v1_structure_table_1():
+    model = MobileNetV1()
+    convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
+    assert len(convs) + 1 == 28  # 27 conv layers + FC, dw and pw counted separately
+    assert sum(c.groups > 1 for c in convs) == 13
+    assert model.feature_channels == (256, 512, 1024)
+
+
+# ShuffleNet V1 Table 1 (1x): stage output channels and MFLOPs.
+SHUFFLENET_V1_PAPER = {1: ((144, 288, 576), 143), 2: ((200, 400, 800), 140), 3: ((240, 480, 960), 137),
+                       4: ((272, 544, 1088), 133), 8: ((384, 768, 1536), 137)}
+
+
+@pytest.mark.parametrize("groups", list(SHUFFLENET_V1_PAPER))
+def test_shufflenet_v1_matches_paper_table_1(groups):
+    channels, mflops = SHUFFLENET_V1_PAPER[groups]
+    model = ShuffleNetV1(groups)
+    assert model.feature_channels == channels
+    assert count_flops(model) / 1e6 == pytest.approx(mflops, rel=0.03)
+    first = model.stage2[0]
+    assert first.compress[0].groups == 1  # Stage 2's first pointwise conv is not grouped
+    assert model.stage2[1].compress[0].groups == groups
+
+
+@pytest.mark.parametrize("name, mflops", [("mobilenet_v2", 300), ("mobilenet_v3_large", 219), ("mobilenet_v3_small", 56),
+                                          ("shufflenet_v2_x0_5", 41), ("shufflenet_v2_x1_0", 146),
+                                          ("shufflenet_v2_x1_5", 299), ("shufflenet_v2_x2_0", 591)])
+def test_mult_adds_match_papers(name, mflops):
+    assert count_flops(build_model(name)) / 1e6 == pytest.approx(mflops, rel=0.03)
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_feature_maps_at_strides_8_16_32(name):
+    model = build_model(name).eval()
+    with torch.no_grad():
+        feats = model.forward_features(torch.randn(1, 3, 128, 96))
+    assert [f.shape[-2:] for f in feats] == [(16, 12), (8, 6), (4, 3)]
+    assert tuple(f.shape[1] for f in feats) == model.feature_channels
+    assert model(torch.randn(2, 3, 64, 64)).shape == (2, 1000)
+
+
+def test_num_classes_and_width_multiplier():
+    assert build_model("mobilenet_v2", num_classes=7)(torch.randn(1, 3, 64, 64)).shape == (1, 7)
+    small = MobileNetV3("small", width_mult=0.75)
+    assert small.feature_channels == (24, 40, 72)
+
+
+@pytest.mark.parametrize(
+    "build, match",
+    [
+        (lambda: MobileNetV1(width_mult=0), r"width_mult must be a positive number, got 0"),
+        (lambda: MobileNetV1(width_mult=-0.5), r"width_mult must be a positive number, got -0.5"),
+        (lambda: MobileNetV3("medium"), r"mode must be one of \['large', 'small'\], got 'medium'"),
+        (lambda: ShuffleNetV1(groups=5), r"groups must be one of \[1, 2, 3, 4, 8\], got 5"),
+        (lambda: ShuffleNetV2(scale=0.75), r"scale must be one of \[0.5, 1.0, 1.5, 2.0\], got 0.75"),
+        (lambda: build_model("resnet50"), r"name must be one of .*got 'resnet50'"),
+    ],
+)
+def test_bad_model_arguments(build, match):
+    with pytest.raises(ValueError, match=match):
+        build()
