@@ -1,0 +1,34 @@
+# Two commands: `make lab` opens the course, `make test` runs every test.
+# Both create (or update) the project's own environment in .venv on first use.
+
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: lab test unit notebooks browser student clean-env
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --upgrade pip
+	$(BIN)/python -m pip install -e ".[test,lab]"
+	touch $(STAMP)
+
+lab: $(STAMP)
+	$(BIN)/jupyter lab notebooks/
+
+# Unit tests, then every notebook through nbval, then the browser check — all in quick mode.
+test: $(STAMP)
+	COURSE_QUICK=1 $(BIN)/python -m pytest tests notebooks --nbval-lax --nbval-current-env --nbval-cell-timeout=600 -p no:cacheprovider
+
+unit: $(STAMP)
+	COURSE_QUICK=1 $(BIN)/python -m pytest tests -m "not browser and not slow"
+
+notebooks: $(STAMP)
+	COURSE_QUICK=1 $(BIN)/python -m pytest notebooks --nbval-lax --nbval-current-env --nbval-cell-timeout=600
+
+student: $(STAMP)
+	$(BIN)/python -m course.assignments build --out student/
+
+clean-env:
+	rm -rf $(VENV)
