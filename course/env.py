@@ -39,8 +39,20 @@ def device_name(device: torch.device | str | None = None) -> str:
     device = torch.device(device) if device is not None else default_device()
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    cpu = platform.processor() or platform.machine()
-    return f"CPU ({cpu}, {torch.get_num_threads()} threads)"
+    n = torch.get_num_threads()
+    return f"CPU ({cpu_model()}, {n} thread{'s' if n != 1 else ''})"
+
+
+def cpu_model() -> str:
+    """The processor's marketing name where the OS tells it (Linux, macOS), else its architecture."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def seed_everything(seed: int = 0) -> None:
@@ -54,7 +66,9 @@ def quiet_libraries() -> None:
     """Keep library chatter (fvcore's unsupported-operator warnings, tracer warnings) out of notebooks."""
     for name in ("fvcore", "fvcore.nn.jit_analysis", "iopath"):
         logging.getLogger(name).setLevel(logging.ERROR)
+    logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
     warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
+    warnings.filterwarnings("ignore", category=FutureWarning, module="torch.jit")
     warnings.filterwarnings("ignore", module="fvcore")
 
 

@@ -1,0 +1,95 @@
+"""Checks for chapter 05 (ShuffleNet V2): MAC of a 1×1 conv, the stride-1 unit, the best c1:c2."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..blocks import ShuffleV2Block
+from ..measure import count_params, mac_conv1x1
+from ..models import load_torchvision_weights
+from ..widgets.ch05_shufflenet_v2 import mac_curve
+from . import ExerciseFailed, exercise
+
+
+@exercise("5.1", "Memory access cost of a 1×1 convolution", points=1)
+def _check_mac(mac_1x1):
+    cases = ((56, 56, 128, 128, 1), (56, 56, 90, 180, 1), (28, 28, 36, 432, 1), (14, 14, 256, 256, 4),
+             (7, 7, 512, 1024, 8), (1, 1, 3, 5, 1))
+    for h, w, c1, c2, g in cases:
+        got = mac_1x1(h, w, c1, c2, g)
+        want = mac_conv1x1(h, w, c1, c2, g)
+        if got != want:
+            hint = ""
+            if got == h * w * (c1 + c2):
+                hint = " (the weights, c1·c2/g, are read too)"
+            elif got == h * w * (c1 + c2) + c1 * c2 and g > 1:
+                hint = " (a group conv holds c1·c2/g weights)"
+            raise ExerciseFailed(f"mac_1x1(h={h}, w={w}, c1={c1}, c2={c2}, groups={g}): expected {want:,}, "
+                                 f"got {got!r}{hint}")
+    return f"{len(cases)} cases match course.measure.mac_conv1x1"
+
+
+def _pointwise(module: nn.Module) -> list[nn.Conv2d]:
+    return [m for m in module.modules() if isinstance(m, nn.Conv2d) and m.kernel_size == (1, 1)]
+
+
+@exercise("5.2", "The stride-1 ShuffleNet V2 unit", points=3)
+def _check_unit(unit_cls):
+    torch.manual_seed(0)
+    for channels in (116, 48):
+        unit = unit_cls(channels)
+        if not isinstance(unit, nn.Module):
+            raise ExerciseFailed(f"{getattr(unit_cls, '__name__', unit_cls)}({channels}) should be an nn.Module, "
+                                 f"got {type(unit).__name__}")
+        half = channels // 2
+        pw = _pointwise(unit)
+        grouped = [(m.in_channels, m.out_channels, m.groups) for m in pw if m.groups > 1]
+        if grouped:
+            raise ExerciseFailed(f"grouped 1×1 convs (in, out, groups) {grouped}: G2 says no group convolution here")
+        widths = [(m.in_channels, m.out_channels) for m in pw]
+        if len(pw) != 2 or any(w != (half, half) for w in widths):
+            raise ExerciseFailed(f"expected two 1×1 convs of {half}→{half} channels (G1: equal widths, on half the "
+                                 f"channels after the split), got {widths}")
+        ref = ShuffleV2Block(channels, channels, 1)
+        if count_params(unit) != count_params(ref):
+            raise ExerciseFailed(f"{count_params(unit):,} parameters for {channels} channels, expected "
+                                 f"{count_params(ref):,} (ShuffleV2Block({channels}, {channels}, 1))")
+        unit.eval()
+        x = torch.randn(2, channels, 8, 8)
+        with torch.no_grad():
+            y = unit(x)
+        if tuple(y.shape) != tuple(x.shape):
+            raise ExerciseFailed(f"output shape {tuple(y.shape)} for input {tuple(x.shape)}: a stride-1 unit keeps it")
+        if not torch.equal(y[:, 0::2], x[:, :half]):
+            raise ExerciseFailed("the first half of the input channels should pass through untouched (channel "
+                                 "split) and land on the even channels after concat + shuffle(2); it does not")
+        try:
+            load_torchvision_weights(unit, ref)
+        except ValueError as exc:
+            raise ExerciseFailed(f"cannot copy ShuffleV2Block's weights into yours in order: {exc} (register conv, "
+                                 "BN, conv, BN, conv, BN in the branch's order)") from None
+        ref.eval()
+        with torch.no_grad():
+            diff = float((unit(x) - ref(x)).abs().max())
+        if not diff < 1e-5:
+            raise ExerciseFailed(f"with ShuffleV2Block's weights loaded the outputs differ by up to {diff:.3g} "
+                                 "(check ReLU placement: none after the depthwise conv; concat then shuffle)")
+    return "split, equal widths, no group conv, and outputs equal to ShuffleV2Block for 116 and 48 channels"
+
+
+@exercise("5.3", "The c1:c2 that minimises MAC", points=1)
+def _check_ratio(best_ratio):
+    cases = ((56, 56, 16384 * 56 * 56, (1 / 12, 1 / 6, 1 / 2, 1)), (56, 56, 1024 * 3136, (2, 6, 12)),
+             (28, 28, 1e8, (0.5, 3.0)), (14, 14, 5e7, (1 / 3, 2.5, 8)), (7, 7, 1e6, (4, 0.3)))
+    for h, w, flops, ratios in cases:
+        macs = mac_curve(h, w, flops, ratios)["mac"]
+        want = ratios[int(np.argmin(macs))]
+        got = best_ratio(h, w, flops, list(ratios))
+        if not isinstance(got, (int, float)) or not math.isclose(got, want):
+            raise ExerciseFailed(f"best_ratio(h={h}, w={w}, flops={flops:g}, ratios={[round(r, 3) for r in ratios]}): "
+                                 f"expected {want:g} (MAC {macs.min():,.0f}), got {got!r}")
+    return f"{len(cases)} cases: the ratio with the least MAC at fixed FLOPs"
