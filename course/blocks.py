@@ -192,6 +192,7 @@ _V3_ACTIVATIONS = {"RE": nn.ReLU, "HS": HardSwish}
 class InvertedResidualV3(nn.Module):
     """MobileNet V3 bneck (Tables 1–2): V2's inverted residual with a 3×3 or 5×5 depthwise kernel,
     optional squeeze-and-excite on the expanded features, and ReLU ("RE") or h-swish ("HS").
+    ``squeeze_channels`` overrides the SE bottleneck (default: torchvision's rounding of 1/4).
     """
 
     def __init__(
@@ -205,6 +206,7 @@ class InvertedResidualV3(nn.Module):
         stride: int,
         bn_eps: float = 0.001,
         bn_momentum: float = 0.01,
+        squeeze_channels: int | None = None,
     ) -> None:
         super().__init__()
         if stride not in (1, 2):
@@ -221,7 +223,7 @@ class InvertedResidualV3(nn.Module):
         layers.append(ConvBNAct(expanded_channels, expanded_channels, kernel_size, stride,
                                 groups=expanded_channels, activation=act, **norm))  # depthwise
         if use_se:
-            layers.append(SqueezeExcitation(expanded_channels))
+            layers.append(SqueezeExcitation(expanded_channels, squeeze_channels))
         layers.append(ConvBNAct(expanded_channels, out_channels, 1, activation=None, **norm))  # project
         self.block = nn.Sequential(*layers)
         self.use_res_connect = stride == 1 and in_channels == out_channels
