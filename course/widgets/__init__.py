@@ -1,0 +1,1 @@
+"""Widget logic and plots for the chapters: one module per chapter (``chNN_<topic>.py``)."""

@@ -1,0 +1,127 @@
+"""Chapter 02 (MobileNet V2): manifold experiment, block tensors, widgets, exercises."""
+
+import math
+
+import matplotlib
+import pytest
+import torch
+from torch import nn
+
+matplotlib.use("Agg")
+
+from course.exercises import ExerciseFailed, check  # noqa: E402
+from course.blocks import InvertedResidual  # noqa: E402
+from course.exercises.ch02 import compare_inverted_residual, reference_smallest_safe_n  # noqa: E402
+from course.models import MobileNetV2  # noqa: E402
+from course.widgets import ch02_mobilenet_v2 as ch02  # noqa: E402
+
+
+def test_relu_roundtrip_survives_only_in_high_dimensions():
+    low, high = ch02.relu_roundtrip(2, seed=0), ch02.relu_roundtrip(30, seed=0)
+    assert low["recovered_fraction"] < 0.5
+    assert high["recovered_fraction"] == 1.0
+    assert high["projected"].shape == high["points"].shape
+    # A recoverable point really is recovered exactly from the surviving coordinates.
+    i = int(high["recoverable"].argmax())
+    active = high["relu"][i] > 0
+    x = torch.linalg.lstsq(torch.tensor(high["T"][active]), torch.tensor(high["relu"][i][active])).solution
+    assert torch.allclose(x, torch.tensor(high["points"][i]), atol=1e-8)
+    with pytest.raises(ValueError, match="n must be"):
+        ch02.relu_roundtrip(1)
+
+
+def test_block_tensors_inverted_vs_classic():
+    inv = ch02.block_tensors("inverted", 24, 6, 56, stride=2)
+    assert [r["channels"] for r in inv] == [24, 144, 144, 24]
+    assert [r["size"] for r in inv] == [56, 56, 28, 28]
+    assert inv[0]["kB_16bit"] == 56 * 56 * 24 * 2 / 1000
+    cls = ch02.block_tensors("classic", 24, 6, 56)
+    assert [r["channels"] for r in cls] == [144, 24, 24, 144]
+    # Table 3's MobileNet V2 row at 112×112: 16 channels, about 400 kB.
+    assert round(ch02.block_tensors("inverted", 16, 6, 112)[0]["kB_16bit"]) == 401
+    with pytest.raises(ValueError, match="kind"):
+        ch02.block_tensors("wide", 24, 6, 56)
+
+
+def test_manifold_widget_updates():
+    h = ch02.manifold_widget(n=2, seed=0)
+    assert h.state()["n"] == 2 and h.state()["recovered_fraction"] < 0.5
+    h.controls["n"].value = 15
+    assert h.state()["n"] == 15 and h.state()["recovered_fraction"] == 1.0
+
+
+def test_block_widget_updates():
+    h = ch02.block_widget(channels=24, t=6, size=56)
+    assert [r["channels"] for r in h.state()["inverted"]] == [24, 144, 144, 24]
+    h.controls["t"].value = 2
+    s = h.state()
+    assert [r["channels"] for r in s["inverted"]] == [24, 48, 48, 24]
+    assert s["skip_kB"]["classic"] == 2 * s["skip_kB"]["inverted"]
+
+
+def test_plots_build():
+    for fig in (ch02.plot_relu6(), ch02.plot_roundtrip([ch02.relu_roundtrip(n) for n in (2, 30)])):
+        assert fig.axes
+        matplotlib.pyplot.close(fig)
+
+
+# --- exercises -------------------------------------------------------------------------------
+
+class _IR(nn.Module):
+    """A learner's inverted residual; flags break one rule each."""
+
+    def __init__(self, k, k_out, stride, t, never_residual=False, relu_after_project=False):
+        super().__init__()
+        hidden = k * t
+        layers = []
+        if t != 1:
+            layers += [nn.Conv2d(k, hidden, 1, bias=False), nn.BatchNorm2d(hidden), nn.ReLU6()]
+        layers += [nn.Conv2d(hidden, hidden, 3, stride, 1, groups=hidden, bias=False), nn.BatchNorm2d(hidden),
+                   nn.ReLU6(), nn.Conv2d(hidden, k_out, 1, bias=False), nn.BatchNorm2d(k_out)]
+        if relu_after_project:
+            layers.append(nn.ReLU6())
+        self.conv = nn.Sequential(*layers)
+        self.res = not never_residual and stride == 1 and k == k_out
+
+    def forward(self, x):
+        y = self.conv(x)
+        return x + y if self.res else y
+
+
+def test_compare_inverted_residual_both_ways():
+    compare_inverted_residual(_IR)
+    compare_inverted_residual(InvertedResidual)
+    with pytest.raises(ExerciseFailed, match="must add its input"):
+        compare_inverted_residual(lambda *a: _IR(*a, never_residual=True))
+    with pytest.raises(ExerciseFailed, match="linear"):
+        compare_inverted_residual(lambda *a: _IR(*a, relu_after_project=True))
+    with pytest.raises(ExerciseFailed, match="parameters"):
+        compare_inverted_residual(lambda k, k_out, s, t: _IR(k, k_out, s, t + 1))
+
+
+class _ShortV2(MobileNetV2):
+    cfg = MobileNetV2.cfg[:-1] + [(6, 320, 2, 1)]
+
+
+def test_exercise_2_1_both_ways():
+    check("2.1", MobileNetV2)
+    with pytest.raises(ExerciseFailed, match="17 bottlenecks"):
+        check("2.1", _ShortV2)
+
+
+def _memory(k, t, size, stride):
+    out = (size - 1) // stride + 1
+    return [(c, s, c * s * s * 2 / 1000) for c, s in ((k, size), (k * t, size), (k * t, out), (k, out))]
+
+
+def test_exercise_2_2_both_ways():
+    check("2.2", _memory)
+    with pytest.raises(ExerciseFailed, match="tensor 2"):
+        check("2.2", lambda k, t, size, stride: [(c, size, c * size * size * 2 / 1000) for c in (k, k * t, k * t, k)])
+
+
+def test_exercise_2_3_both_ways():
+    check("2.3", reference_smallest_safe_n)
+    with pytest.raises(ExerciseFailed, match="expected 15"):
+        check("2.3", lambda threshold, seeds: 30)
+    assert math.isclose(ch02.relu_roundtrip(15)["recovered_fraction"], 1.0)
