@@ -316,3 +316,14 @@ def test_fused_gflops_at_640_match_readme(cfg, published):
     flops.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
     gflops = 2 * flops.total() / 1e9  # yolov5 reports 2 x multiply-adds
     assert gflops == pytest.approx(published, rel=0.03)
+
+
+def test_block_constructor_error_names_the_layer():
+    from course.yolo.model import DetectionModel, load_cfg
+    from course.yolo.registry import ModelConfigError
+
+    cfg = load_cfg("yolov5n-shufflenetv2.yaml")
+    row = next(i for i, r in enumerate(cfg["backbone"]) if r[2] == "Shuffle_Block" and r[3][1] == 1)
+    cfg["backbone"][row] = [-1, 1, "Shuffle_Block", [232, 1]]  # stride-1 unit asked to change width
+    with pytest.raises(ModelConfigError, match=rf"layer {row} \(Shuffle_Block.*must equal"):
+        DetectionModel(cfg)

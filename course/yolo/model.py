@@ -200,7 +200,10 @@ def parse_model(d: dict, ch: int = 3) -> tuple[nn.Sequential, list[int]]:
             else:
                 c2 = chs[f]
 
-            m = nn.Sequential(*(spec.cls(*args) for _ in range(n))) if n > 1 else spec.cls(*args)
+            try:
+                m = nn.Sequential(*(spec.cls(*args) for _ in range(n))) if n > 1 else spec.cls(*args)
+            except (TypeError, ValueError) as e:
+                raise ModelConfigError(f"layer {i} ({name}, args {args}): {e}") from e
             m.i, m.f, m.n, m.type, m.args = i, f, n_, name, args
             save.extend(j % i for j in ([f] if isinstance(f, int) else f) if j != -1)
             layers.append(m)

@@ -1,0 +1,233 @@
+"""Chapter 06: YAML surgery, the traps, comparison logic, the detection viewer, the exercises both ways."""
+
+import copy
+
+import matplotlib
+import pytest
+import torch
+
+matplotlib.use("Agg")
+
+from course.exercises import ExerciseFailed, check  # noqa: E402
+from course.exercises.ch06 import MBV3_BACKBONE, MBV3_TAPS  # noqa: E402
+from course.widgets import ch06_yolo as ch  # noqa: E402
+from course.yolo import DetectionModel, layer_groups, load_cfg, make_divisible  # noqa: E402
+from course.yolo import compare as C  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def shufflenet():
+    return DetectionModel("yolov5n-shufflenetv2.yaml", nc=3)
+
+
+def test_replace_backbone_reproduces_the_shipped_swaps():
+    for cfg, taps in (("yolov5n-shufflenetv2.yaml", {4: 2, 6: 4}), ("yolov5n-mobilenetv3small.yaml", {4: 3, 6: 8})):
+        ship = load_cfg(cfg)
+        swapped = ch.replace_backbone("yolov5n.yaml", ship["backbone"], taps)
+        assert swapped["backbone"] == ship["backbone"] and swapped["head"] == ship["head"]
+        assert swapped["width_multiple"] == swapped["depth_multiple"] == 1.0
+
+
+def test_replace_backbone_names_a_missing_tap():
+    with pytest.raises(ValueError, match="old backbone layer 6"):
+        ch.replace_backbone("yolov5n.yaml", MBV3_BACKBONE, {4: 3})
+
+
+def test_bake_multiples_keeps_the_model():
+    a, b = DetectionModel("yolov5n.yaml"), DetectionModel(ch.bake_multiples("yolov5n.yaml"))
+    assert sum(p.numel() for p in a.parameters()) == sum(p.numel() for p in b.parameters()) == 1_872_157
+
+
+def test_insert_layer_shifts_absolute_indices_only():
+    d = ch.insert_layer("yolov5n.yaml", 5, [-1, 1, "Conv", [256, 1, 1]])
+    assert len(d["backbone"]) == 11 and d["head"][2][0] == [-1, 7] and d["head"][6][0] == [-1, 4]
+    assert d["head"][-1][0] == [18, 21, 24]
+    assert DetectionModel(d).stride.tolist() == [8.0, 16.0, 32.0]
+
+
+def test_detect_levels_and_cfg_text(shufflenet):
+    levels = ch.detect_levels(shufflenet)
+    assert [(lv["layer"], lv["stride"], lv["channels"]) for lv in levels] == [(14, 8, 64), (17, 16, 128), (20, 32, 256)]
+    text = ch.cfg_text("yolov5n-shufflenetv2.yaml")
+    assert "  - [[14, 17, 20], 1, Detect, [nc, anchors]]  # 21" in text
+    diff = ch.cfg_diff("yolov5n.yaml", "yolov5n-shufflenetv2.yaml")
+    assert "-  - [[17, 20, 23], 1, Detect" in diff and "+  - [[14, 17, 20], 1, Detect" in diff
+
+
+def test_trap_demos_catch_named_errors():
+    demos = ch.trap_demos()
+    assert len(demos) == 4
+    for d in demos:
+        assert d["error"].startswith("ModelConfigError"), d
+    assert "layer 9" in demos[0]["error"] and "not an earlier layer" in demos[1]["error"]
+    assert "c1=120, c2=232" in demos[2]["error"] and "stride=2" in demos[3]["error"]
+
+
+def test_registry_excerpt_shows_the_declarations():
+    text = ch.registry_excerpt()
+    assert '@register("C3", repeat_inside=True)' in text and 'register_module("Shuffle_Block"' in text
+
+
+def test_116_becomes_120(shufflenet):
+    assert make_divisible(116, 8) == 120 and shufflenet.model[1].args[:2] == [32, 120]
+
+
+FAKE = {"base": dict(params=1_000_000, gflops=4.0, cpu_ms_320=20.0, cpu_ms_640=80.0, map50=0.9, map=0.6),
+        "mobilenet-ish": dict(params=900_000, gflops=2.0, cpu_ms_320=30.0, cpu_ms_640=None, map50=0.8, map=0.5),
+        "shufflenet-ish": dict(params=800_000, gflops=3.0, cpu_ms_320=15.0, cpu_ms_640=60.0, map50=float("nan"))}
+
+
+def test_comparison_rows_and_table():
+    rows = C.comparison_rows(FAKE)
+    assert [r["name"] for r in rows] == list(FAKE)
+    assert rows[1]["gflops_vs_base"] == 0.5 and rows[1]["cpu_ms_320_vs_base"] == 1.5
+    assert rows[2]["map50"] is None and rows[1]["cpu_ms_640_vs_base"] is None
+    table = C.format_comparison(rows, "title")
+    assert table.splitlines()[0] == "title" and "1,000,000" in table and "–" in table
+    fig = C.plot_comparison(rows)
+    assert len(fig.axes) == 4
+    matplotlib.pyplot.close(fig)
+
+
+def test_speed_notes_are_computed_from_the_rows():
+    notes = C.speed_notes(C.comparison_rows(FAKE), 320)
+    assert "0.50× the FLOPs" in notes[0] and "1.50× its CPU time" in notes[0] and "slower" in notes[0]
+    assert "depthwise" in notes[0]  # the why, for a MobileNet
+    assert "0.75× the FLOPs" in notes[1] and "about as fast" in notes[1]
+    assert "fewest FLOPs (mobilenet-ish" in notes[2] and "shufflenet-ish is" in notes[2]
+    faster = copy.deepcopy(FAKE)
+    faster["mobilenet-ish"]["cpu_ms_320"] = 5.0
+    assert "faster than its FLOPs predict" in C.speed_notes(C.comparison_rows(faster), 320)[0]
+
+
+def test_comparison_rows_refuses_bad_input():
+    with pytest.raises(ValueError, match="non-empty"):
+        C.comparison_rows({})
+    with pytest.raises(ValueError, match="entries"):
+        C.comparison_rows({"a": 3})
+
+
+def test_param_groups_plot(shufflenet):
+    groups = {"ShuffleNetV2": layer_groups(shufflenet)}
+    fig = C.plot_param_groups(groups)
+    heights = sorted(p.get_height() for p in fig.axes[0].patches)
+    assert heights == pytest.approx(sorted(v / 1e6 for v in groups["ShuffleNetV2"].values()))
+    matplotlib.pyplot.close(fig)
+
+
+def test_reference_entries_accept_list_or_dict():
+    ref = {"meta": {"device": "cpu", "date": "2026-11-28"},
+           "models": [{"name": "YOLOv5n", "params": 5, "metrics": {"map50": 0.95, "map": 0.7}, "train_time_s": 9}]}
+    e = ch.reference_entries(ref)
+    assert e["YOLOv5n"]["map50"] == 0.95 and e["YOLOv5n"]["train_s"] == 9 and e["YOLOv5n"]["gflops"] is None
+    assert "device: cpu" in ch.reference_meta(ref)
+    assert ch.load_reference("/nonexistent/x.json") is None
+
+
+def test_live_curves_collects_every_epoch():
+    curves = ch.LiveCurves()
+    cb = curves.callbacks("a")["on_epoch_end"]
+    for e in range(3):
+        cb(e, dict(epoch=e, loss=1.0 / (e + 1), map50=0.1 * e))
+    fig = curves.figure()
+    assert list(fig.axes[1].lines[0].get_ydata()) == [0.0, 0.1, 0.2]
+    matplotlib.pyplot.close(fig)
+
+
+def test_recipe_has_the_training_knobs():
+    r = ch.recipe()
+    assert {"epochs", "imgsz"} <= set(r) and ch._train_kwargs(r).keys() <= {
+        "epochs", "imgsz", "batch_size", "hyp", "device", "seed", "project", "workers", "progress", "cos_lr",
+        "ema_tau", "nbs", "cache", "resume"}
+
+
+@pytest.fixture(scope="module")
+def viewer(tmp_path_factory):
+    from course.yolo.data import YoloDataset, load_data_config, make_shapes
+
+    data = load_data_config(make_shapes(tmp_path_factory.mktemp("shapes"), n_train=1, n_val=3, imgsz=64, seed=1))
+    dataset = YoloDataset(data["val"], 64, augment=False, nc=data["nc"])
+    quiet = DetectionModel("yolov5n.yaml", nc=data["nc"])
+    eager = copy.deepcopy(quiet)
+    with torch.no_grad():
+        for conv in eager.model[-1].m:
+            conv.weight.zero_()  # logits = biases: conf = sigmoid(1.5) ** 2 = 0.67 in every cell
+            b = conv.bias.view(eager.model[-1].na, -1)
+            b[:, 4] = 1.5  # every cell thinks there is an object...
+            b[:, 5] = 1.5  # ...of class 0
+    return ch.detection_widget({"quiet": quiet, "eager": eager}, dataset, data["names"]), dataset, data["names"]
+
+
+def test_detection_widget_follows_its_controls(viewer):
+    handle, dataset, names = viewer
+    s0 = handle.state()
+    assert s0["detector"] == "quiet" and s0["n_detections"] == 0
+    handle.controls["detector"].value = "eager"
+    s1 = handle.state()
+    assert s1["n_detections"] > 0 and set(s1["classes"]) == {names[0]} and min(s1["scores"]) >= 0.25
+    handle.controls["image"].value = 2
+    s2 = handle.state()
+    assert s2["image"] == 2 and s2["n_truth"] == len(dataset[2][1])
+    handle.controls["conf"].value = 0.95
+    assert handle.state()["n_detections"] == 0
+
+
+def test_detection_widget_refuses_bad_input(viewer):
+    _, dataset, names = viewer
+    with pytest.raises(ValueError, match="conf"):
+        ch.detection_widget({"m": DetectionModel("yolov5n.yaml", nc=4)}, dataset, names, conf=1.5)
+    with pytest.raises(ValueError, match="non-empty"):
+        ch.detection_widget({}, dataset, names)
+
+
+# ---- exercises, both ways
+
+def _swap_solution():
+    return ch.replace_backbone("yolov5n.yaml", MBV3_BACKBONE, MBV3_TAPS)
+
+
+def test_exercise_6_1_passes_and_fails_helpfully():
+    check("6.1", _swap_solution())
+    import yaml
+
+    check("6.1", yaml.safe_dump(_swap_solution()))  # a YAML string works too
+    wrong = _swap_solution()
+    wrong["head"][2][0] = [-1, 3]  # P4 concat reads the stride-8 tap
+    with pytest.raises(ExerciseFailed, match="layer 14"):
+        check("6.1", wrong)
+    stale = _swap_solution()
+    stale["head"][-1][0] = [17, 20, 23]
+    with pytest.raises(ExerciseFailed, match=r"Detect (inputs|sees)"):  # yolov5n's indices read the wrong layers
+        check("6.1", stale)
+    unscaled = _swap_solution()
+    unscaled["head"][0][3] = [512, 1, 1]
+    with pytest.raises(ExerciseFailed, match="layer 12"):
+        check("6.1", unscaled)
+    with pytest.raises(ExerciseFailed, match="dict or a YAML string"):
+        check("6.1", 42)
+
+
+def test_exercise_6_2_both_ways():
+    import math
+
+    check("6.2", lambda c2, gw, div=8: math.ceil(c2 * gw / div) * div)
+    with pytest.raises(ExerciseFailed, match="rounds"):
+        check("6.2", lambda c2, gw, div=8: round(c2 * gw))
+    with pytest.raises(ExerciseFailed, match="not done yet"):
+        def todo(c2, gw, div=8):
+            raise NotImplementedError()
+        check("6.2", todo)
+
+
+def test_exercise_6_3_both_ways():
+    check("6.3", ch.insert_layer)
+
+    def forgets_lists(cfg, index, row):
+        rows = cfg["backbone"] + cfg["head"]
+        rows = [[f + 1 if isinstance(f, int) and f >= index else f, n, m, a] for f, n, m, a in rows]
+        rows.insert(index, row)
+        nb = len(cfg["backbone"]) + (index < len(cfg["backbone"]))
+        return dict(cfg, backbone=rows[:nb], head=rows[nb:])
+
+    with pytest.raises(ExerciseFailed, match="moves up by one"):
+        check("6.3", forgets_lists)
