@@ -1,0 +1,441 @@
+"""Train the course's YOLOv5: YOLOv5's ``train.py`` recipe, compact enough to read in one sitting.
+
+The recipe (``ultralytics/yolov5:train.py``, ``data/hyps/hyp.scratch-low.yaml``):
+
+* SGD, momentum 0.937, Nesterov, three parameter groups: BatchNorm weights (no decay),
+  other weights (decay), biases (no decay).
+* Gradients accumulate to a nominal batch of 64 images (``nbs``); weight decay scales with it.
+* Warm-up over ``max(warmup_epochs·batches, 100)`` iterations (here capped at half the run, so a
+  short course run is not all warm-up): bias lr falls from 0.1, other lrs rise from 0, momentum
+  rises from 0.8; then a linear (or one-cycle cosine) decay to ``lr0·lrf`` per epoch.
+* Loss gains rescaled for the number of levels, classes and the image size (``scale_hyp``).
+* An EMA of the weights (decay 0.9999, ramp τ) is validated every epoch and saved; best = max of
+  ``0.1·mAP@0.5 + 0.9·mAP@0.5:0.95``. YOLOv5's τ = 2000 suits 100k-step runs; ours are a few
+  hundred steps, so τ defaults to the run length (``ema.auto_tau``).
+* Mixed precision only on CUDA; fp32 on CPU.
+
+Run ``python -m course.yolo.train --cfg yolov5n.yaml --data data.yaml --epochs 30 --imgsz 320``,
+or the same under ``torchrun --nproc_per_node=N`` for DistributedDataParallel.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import yaml
+from torch import nn
+from tqdm.auto import tqdm
+
+from course.env import seed_everything
+from course.yolo.ema import ModelEMA, auto_tau, unwrap
+
+CFG_DIR = Path(__file__).resolve().parent / "cfg"
+CALLBACK_EVENTS = ("on_train_start", "on_epoch_end", "on_train_end")
+MIN_WARMUP_ITERS = 100
+MAX_GRAD_NORM = 10.0
+
+
+@dataclass
+class TrainResult:
+    """What a run produced. ``history`` has one dict of plain floats per epoch."""
+
+    history: list[dict]
+    wall_time_s: float
+    train_images_per_s: float
+    save_dir: Path
+    last: Path | None
+    best: Path | None
+    best_fitness: float
+    device: str
+    stopped_early: bool = False
+    model: nn.Module | None = field(default=None, repr=False)
+    ema_model: nn.Module | None = field(default=None, repr=False)
+
+    @property
+    def final(self) -> dict:
+        return self.history[-1] if self.history else {}
+
+
+def fitness(metrics: dict) -> float:
+    """YOLOv5's checkpoint score: mostly mAP@0.5:0.95, a little mAP@0.5."""
+    return 0.1 * float(metrics["map50"]) + 0.9 * float(metrics["map"])
+
+
+def resolve_cfg(cfg):
+    """A model YAML: a dict, a path, or a bare name found in ``course/yolo/cfg/``."""
+    if isinstance(cfg, dict):
+        return cfg
+    if not isinstance(cfg, (str, Path)):
+        raise ValueError(f"cfg must be a dict, a path or a name in {CFG_DIR}, got {type(cfg).__name__}")
+    path = Path(cfg)
+    for candidate in (path, CFG_DIR / path, CFG_DIR / f"{path}.yaml"):
+        if candidate.is_file():
+            return candidate
+    shipped = sorted(p.name for p in CFG_DIR.glob("*.yaml"))
+    raise ValueError(f"cfg {str(cfg)!r} is neither a file nor one of the shipped configs {shipped}")
+
+
+def select_device(device="auto", local_rank: int = -1) -> torch.device:
+    """``"auto"`` → CUDA if visible else CPU; ``"cuda"`` without a GPU falls back to CPU with a note."""
+    if not isinstance(device, (str, torch.device)):
+        raise ValueError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {device!r}")
+    name = str(device).lower()
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name != "cpu" and not (name == "cuda" or (name.startswith("cuda:") and name[5:].isdigit())):
+        raise ValueError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {device!r}")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        print(f"device {device!r} requested but no GPU is visible: training on the CPU instead.")
+        return torch.device("cpu")
+    if name.startswith("cuda") and local_rank >= 0:
+        name = f"cuda:{local_rank}"
+    return torch.device(name)
+
+
+def setup_distributed(device_type: str) -> tuple[int, int, int]:
+    """Join the process group torchrun describes (gloo on CPU, nccl on CUDA); (rank, local_rank, world)."""
+    world = int(os.environ.get("WORLD_SIZE", 1))
+    if world <= 1:
+        return -1, -1, 1
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if device_type == "cuda" else "gloo")
+    return dist.get_rank(), int(os.environ.get("LOCAL_RANK", 0)), world
+
+
+def build_optimizer(model: nn.Module, lr: float, momentum: float, weight_decay: float) -> torch.optim.SGD:
+    """SGD with YOLOv5's groups: 0 = biases, 1 = weights (decayed), 2 = BatchNorm weights.
+
+    Decaying BN scales or biases only shrinks them toward zero without regularising anything.
+    The order matters: warm-up treats group 0 (biases) differently.
+    """
+    biases, decayed, bn_weights = [], [], []
+    for module in model.modules():
+        for pname, p in module.named_parameters(recurse=False):
+            if pname == "bias":
+                biases.append(p)
+            elif isinstance(module, nn.modules.batchnorm._NormBase):
+                bn_weights.append(p)
+            else:
+                decayed.append(p)
+    optimizer = torch.optim.SGD(biases, lr=lr, momentum=momentum, nesterov=True)
+    optimizer.add_param_group({"params": decayed, "weight_decay": weight_decay})
+    optimizer.add_param_group({"params": bn_weights, "weight_decay": 0.0})
+    return optimizer
+
+
+def lr_factor(epochs: int, lrf: float, cos_lr: bool = False):
+    """Multiplier of ``lr0`` at an epoch: linear 1 → lrf, or YOLOv5's one-cycle cosine."""
+
+    def linear(epoch):
+        return (1 - epoch / epochs) * (1.0 - lrf) + lrf
+
+    def one_cycle(epoch):
+        return ((1 - math.cos(epoch * math.pi / epochs)) / 2) * (lrf - 1) + 1
+
+    return one_cycle if cos_lr else linear
+
+
+def _check_positive_int(name: str, value, minimum: int = 1) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
+
+
+def _merge_hyp(hyp) -> dict:
+    """hyp.scratch-low.yaml updated with the keys given (a dict or a YAML path); unknown keys are errors."""
+    from course.yolo.loss import load_hyp
+
+    merged = load_hyp(None)
+    if hyp is None:
+        return merged
+    if isinstance(hyp, (str, Path)):
+        hyp = yaml.safe_load(Path(hyp).read_text())
+    if not isinstance(hyp, dict):
+        raise ValueError(f"hyp must be None, a dict or a YAML path, got {type(hyp).__name__}")
+    unknown = sorted(set(hyp) - set(merged))
+    if unknown:
+        raise ValueError(f"hyp has unknown keys {unknown}; allowed: {sorted(merged)}")
+    return {**merged, **hyp}
+
+
+def _plain(obj):
+    """Only dicts, lists, str, int, float, bool and None, so ``torch.load(weights_only=True)`` accepts it."""
+    if isinstance(obj, dict):
+        return {(k if isinstance(k, (int, float, bool)) else str(k)): _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, (bool, int, float)) or obj is None:
+        return obj
+    return str(obj)
+
+
+def _weights(model: nn.Module, ema: ModelEMA, epoch: int) -> dict:
+    """Copies of the raw and EMA weights (copies: the live tensors keep changing)."""
+    return dict(epoch=epoch, model={k: v.detach().clone() for k, v in unwrap(model).state_dict().items()},
+                ema={k: v.detach().clone() for k, v in ema.ema.state_dict().items()}, ema_updates=ema.updates)
+
+
+def _checkpoint_path(resume, save_dir: Path) -> Path:
+    path = save_dir / "weights" / "last.pt" if resume is True else Path(resume)
+    if not path.is_file():
+        raise ValueError(f"resume={resume!r}: no checkpoint at {path}")
+    return path
+
+
+def train(cfg=None, data=None, epochs: int = 30, imgsz: int = 320, batch_size: int = 16, hyp=None,
+          device="auto", seed: int = 0, project="runs", name: str = "exp", resume=False, workers: int = 0,
+          progress: bool = True, callbacks: dict | None = None, cos_lr: bool = False,
+          ema_tau="auto", nbs: int = 64, cache: bool = False, save_period: int = 1) -> TrainResult:
+    """Train a ``DetectionModel`` from scratch on a YOLO-format dataset; see the module docstring.
+
+    ``resume=True`` continues ``project/name/weights/last.pt`` exactly (a path also works); the run's
+    cfg, data, epochs, imgsz, batch_size, hyp, seed, cos_lr, ema_tau and nbs then come from the
+    checkpoint. ``callbacks`` maps ``on_train_start(info)``, ``on_epoch_end(epoch, metrics)`` (return
+    True to stop after this epoch; ``last.pt`` is then saved) and ``on_train_end(result)``; they
+    run on rank 0 only. Checkpoints are written every ``save_period`` epochs and at the end (the best
+    weights are held in memory in between): writing ~20 MB per epoch dominates tiny runs. ``ema_tau="auto"`` picks the EMA ramp from the run length (``ema.auto_tau``).
+    ``cache=True`` keeps decoded images in RAM (faster epochs on small datasets).
+    """
+    from course.yolo.data import YoloDataset, create_dataloader, load_data_config
+    from course.yolo.loss import ComputeLoss, scale_hyp
+    from course.yolo.model import DetectionModel
+    from course.yolo.val import evaluate
+
+    save_dir = Path(project) / name
+    ckpt = None
+    if resume:
+        ckpt = torch.load(_checkpoint_path(resume, save_dir), map_location="cpu", weights_only=True)
+        run = ckpt["config"]
+        cfg, data, epochs, imgsz, batch_size = run["cfg"], run["data"], run["epochs"], run["imgsz"], run["batch_size"]
+        hyp, seed, cos_lr, ema_tau, nbs = run["hyp"], run["seed"], run["cos_lr"], run["ema_tau"], run["nbs"]
+    if cfg is None or data is None:
+        raise ValueError(f"cfg and data are required unless resume is set, got cfg={cfg!r}, data={data!r}")
+    cfg = resolve_cfg(cfg)
+    for arg, value in (("epochs", epochs), ("batch_size", batch_size), ("nbs", nbs), ("save_period", save_period)):
+        _check_positive_int(arg, value)
+    _check_positive_int("workers", workers, minimum=0)
+    _check_positive_int("seed", seed, minimum=0)
+    _check_positive_int("imgsz", imgsz, minimum=32)
+    if imgsz % 32:
+        raise ValueError(f"imgsz must be a multiple of 32 (the largest stride), got {imgsz}")
+    if not (ema_tau == "auto" or (isinstance(ema_tau, (int, float)) and ema_tau > 0)):
+        raise ValueError(f"ema_tau must be 'auto' or a positive number, got {ema_tau!r}")
+    unknown = sorted(set(callbacks or {}) - set(CALLBACK_EVENTS))
+    if unknown:
+        raise ValueError(f"callbacks has unknown events {unknown}; allowed: {list(CALLBACK_EVENTS)}")
+    hyp = _merge_hyp(hyp)
+    data_cfg = load_data_config(data)
+
+    dev = select_device(device, int(os.environ.get("LOCAL_RANK", -1)))
+    rank, local_rank, world = setup_distributed(dev.type)
+    main_process = rank in (-1, 0)
+    if batch_size % world:
+        raise ValueError(f"batch_size must be divisible by the {world} processes, got {batch_size}")
+    if dev.type == "cuda":
+        torch.cuda.set_device(dev)
+    callbacks = (callbacks or {}) if main_process else {}
+    amp = dev.type == "cuda"
+
+    seed_everything(seed)
+    model = DetectionModel(cfg, ch=3, nc=data_cfg["nc"]).to(dev)
+    max_stride = int(max(model.stride))
+    if imgsz % max_stride:
+        raise ValueError(f"imgsz must be a multiple of the model's largest stride {max_stride}, got {imgsz}")
+    nl = len(model.stride)
+    hyp_run = dict(hyp)
+    hyp = scale_hyp(hyp, nl=nl, nc=data_cfg["nc"], imgsz=imgsz)
+    compute_loss = ComputeLoss(model, hyp)
+
+    accumulate = max(round(nbs / batch_size), 1)
+    weight_decay = hyp["weight_decay"] * batch_size * accumulate / nbs
+    optimizer = build_optimizer(model, hyp["lr0"], hyp["momentum"], weight_decay)
+    lf = lr_factor(epochs, hyp["lrf"], cos_lr)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda=lf)
+    scaler = torch.amp.GradScaler("cuda", enabled=amp)
+
+    train_set = YoloDataset(data_cfg["train"], imgsz, augment=True, hyp=hyp, nc=data_cfg["nc"], cache=cache)
+    train_loader = create_dataloader(train_set, batch_size // world, shuffle=True, workers=workers, seed=seed,
+                                     distributed=world > 1)
+    nb = len(train_loader)
+    val_loader = None
+    if main_process:
+        val_set = YoloDataset(data_cfg["val"], imgsz, augment=False, hyp=hyp, nc=data_cfg["nc"], cache=cache)
+        val_loader = create_dataloader(val_set, batch_size * 2, shuffle=False, workers=workers, seed=seed)
+
+    nw = max(round(hyp["warmup_epochs"] * nb), MIN_WARMUP_ITERS) if hyp["warmup_epochs"] > 0 else 0
+    nw = min(nw, (epochs * nb) // 2)
+    tau = auto_tau(math.ceil(epochs * nb / accumulate)) if ema_tau == "auto" else float(ema_tau)
+    ema = ModelEMA(model, tau=tau) if main_process else None
+
+    start_epoch, best_fitness, history = 0, 0.0, []
+    if ckpt is not None:
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        scheduler.load_state_dict(ckpt["scheduler"])
+        scaler.load_state_dict(ckpt["scaler"])
+        if ema is not None:
+            ema.ema.load_state_dict(ckpt["ema"])
+            ema.updates = ckpt["ema_updates"]
+        start_epoch, best_fitness, history = ckpt["epoch"] + 1, ckpt["best_fitness"], list(ckpt["history"])
+        if start_epoch >= epochs:
+            raise ValueError(f"resume: {save_dir} already finished all {epochs} epochs")
+    if world > 1:
+        model = nn.parallel.DistributedDataParallel(model, device_ids=[local_rank] if dev.type == "cuda" else None)
+
+    run_config = _plain(dict(cfg=unwrap(model).yaml, data=str(data), epochs=epochs, imgsz=imgsz, batch_size=batch_size,
+                      hyp=hyp_run, seed=seed, cos_lr=cos_lr, ema_tau=ema_tau, nbs=nbs,
+                      names=[data_cfg["names"][i] for i in range(data_cfg["nc"])], nc=data_cfg["nc"]))
+    weights_dir = save_dir / "weights"
+    last, best = weights_dir / "last.pt", weights_dir / "best.pt"
+    if main_process:
+        weights_dir.mkdir(parents=True, exist_ok=True)
+        (save_dir / "hyp.yaml").write_text(yaml.safe_dump(hyp))
+        if "on_train_start" in callbacks:
+            callbacks["on_train_start"](dict(run_config, device=str(dev), world_size=world, save_dir=str(save_dir)))
+        if progress:
+            print(f"Training {len(train_set)} images, {nb} batches/epoch, {epochs} epochs on {dev} "
+                  f"(world {world}, accumulate {accumulate}, warm-up {nw} iters, EMA tau {tau:.0f}, "
+                  f"amp {amp}) -> {save_dir}")
+
+    t_start, train_time, images_seen, stopped, best_state = time.perf_counter(), 0.0, 0, False, None
+    last_opt_step = start_epoch * nb - 1
+    for epoch in range(start_epoch, epochs):
+        # A seed per (epoch, rank) so a resumed run draws the same shuffles and augmentations.
+        epoch_seed = seed + 1000 * epoch + max(rank, 0)
+        seed_everything(epoch_seed)
+        if train_loader.generator is not None:
+            train_loader.generator.manual_seed(epoch_seed)
+        if hasattr(train_loader.sampler, "set_epoch"):
+            train_loader.sampler.set_epoch(epoch)
+        model.train()
+        t_epoch = time.perf_counter()
+        mloss = torch.zeros(3, device=dev)
+        bar = tqdm(train_loader, total=nb, desc=f"epoch {epoch + 1}/{epochs}", disable=not (progress and main_process),
+                   leave=False)
+        for i, (imgs, targets, _, _) in enumerate(bar):
+            ni = i + nb * epoch
+            imgs = imgs.to(dev, non_blocking=True).float() / 255
+            if nw and ni <= nw:
+                xi = [0, nw]
+                accumulate = max(1, int(np.interp(ni, xi, [1, nbs / batch_size]).round()))
+                for j, group in enumerate(optimizer.param_groups):
+                    start_lr = hyp["warmup_bias_lr"] if j == 0 else 0.0
+                    group["lr"] = float(np.interp(ni, xi, [start_lr, group["initial_lr"] * lf(epoch)]))
+                    group["momentum"] = float(np.interp(ni, xi, [hyp["warmup_momentum"], hyp["momentum"]]))
+            with torch.autocast(device_type=dev.type, enabled=amp):
+                preds = model(imgs)
+                loss, loss_items = compute_loss(preds, targets.to(dev))
+            if world > 1:
+                loss = loss * world  # DDP averages gradients over processes; YOLOv5 wants their sum
+            scaler.scale(loss).backward()
+            if ni - last_opt_step >= accumulate or i == nb - 1:
+                scaler.unscale_(optimizer)
+                nn.utils.clip_grad_norm_(model.parameters(), max_norm=MAX_GRAD_NORM)
+                scaler.step(optimizer)
+                scaler.update()
+                optimizer.zero_grad(set_to_none=True)
+                if ema is not None:
+                    ema.update(model)
+                last_opt_step = ni
+            mloss = (mloss * i + loss_items.detach()) / (i + 1)
+            images_seen += imgs.shape[0] * world
+            bar.set_postfix(box=f"{mloss[0]:.4f}", obj=f"{mloss[1]:.4f}", cls=f"{mloss[2]:.4f}")
+        bar.close()
+        lrs = [group["lr"] for group in optimizer.param_groups]
+        scheduler.step()
+        train_time += time.perf_counter() - t_epoch
+
+        if main_process:
+            metrics = evaluate(ema.ema, val_loader, half=amp, progress=False, names=data_cfg["names"])
+            row = dict(epoch=epoch, box=float(mloss[0]), obj=float(mloss[1]), cls=float(mloss[2]),
+                       loss=float(mloss.sum()), precision=float(metrics["precision"]), recall=float(metrics["recall"]),
+                       map50=float(metrics["map50"]), map=float(metrics["map"]), fitness=fitness(metrics),
+                       lr=float(lrs[1]), lr_bias=float(lrs[0]), time_s=time.perf_counter() - t_epoch)
+            history.append(row)
+            if row["fitness"] >= best_fitness:
+                best_fitness, best_state = row["fitness"], _weights(model, ema, epoch)
+            if progress:
+                print(f"epoch {epoch + 1}/{epochs}  loss box {row['box']:.4f} obj {row['obj']:.4f} cls {row['cls']:.4f}  "
+                      f"P {row['precision']:.3f} R {row['recall']:.3f} mAP50 {row['map50']:.3f} "
+                      f"mAP {row['map']:.3f}  lr {row['lr']:.5f}  {row['time_s']:.1f}s")
+            if "on_epoch_end" in callbacks and callbacks["on_epoch_end"](epoch, dict(row)):
+                stopped = True
+            if (epoch + 1) % save_period == 0 or epoch == epochs - 1 or stopped:
+                common = dict(best_fitness=best_fitness, history=history, config=run_config,
+                              torch_version=str(torch.__version__))
+                torch.save(dict(_weights(model, ema, epoch), **common, optimizer=optimizer.state_dict(),
+                                scheduler=scheduler.state_dict(), scaler=scaler.state_dict()), last)
+                if best_state is not None:
+                    torch.save(dict(best_state, **common), best)
+                    best_state = None
+        if world > 1:
+            flag = [stopped]
+            dist.broadcast_object_list(flag, src=0)
+            stopped = flag[0]
+        if stopped:
+            break
+
+    result = TrainResult(history=history, wall_time_s=time.perf_counter() - t_start,
+                         train_images_per_s=images_seen / max(train_time, 1e-9), save_dir=save_dir,
+                         last=last if main_process else None, best=best if main_process and best.exists() else None,
+                         best_fitness=best_fitness, device=str(dev), stopped_early=stopped,
+                         model=unwrap(model), ema_model=ema.ema if ema is not None else None)
+    if "on_train_end" in callbacks:
+        callbacks["on_train_end"](result)
+    return result
+
+
+def main(argv=None) -> TrainResult:
+    """CLI; under ``torchrun`` every process runs this and joins the process group first."""
+    parser = argparse.ArgumentParser(description="Train the course's YOLOv5 (YOLOv5 train.py recipe).")
+    parser.add_argument("--cfg", help=f"model YAML: a path or a name in {CFG_DIR} (e.g. yolov5n.yaml)")
+    parser.add_argument("--data", help="dataset YAML; with --shapes, generated there when missing")
+    parser.add_argument("--shapes", help="folder for the synthetic shapes dataset (made if --data is missing)")
+    parser.add_argument("--epochs", type=int, default=30)
+    parser.add_argument("--imgsz", "--img", type=int, default=320)
+    parser.add_argument("--batch", type=int, default=16, help="total batch over all processes")
+    parser.add_argument("--hyp", help="YAML with hyperparameters overriding hyp.scratch-low")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--project", default="runs")
+    parser.add_argument("--name", default="exp")
+    parser.add_argument("--resume", action="store_true", help="continue project/name/weights/last.pt")
+    parser.add_argument("--workers", type=int, default=0)
+    parser.add_argument("--cos-lr", action="store_true", help="one-cycle cosine instead of linear LR decay")
+    parser.add_argument("--cache", action="store_true", help="keep decoded images in RAM")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars or epoch lines")
+    args = parser.parse_args(argv)
+
+    data = args.data
+    if not args.resume and args.shapes and (data is None or not Path(data).is_file()):
+        from course.yolo.data import make_shapes
+
+        rank, _, world = setup_distributed(select_device(args.device).type)
+        if rank <= 0:
+            data = str(make_shapes(args.shapes, imgsz=args.imgsz, seed=args.seed))
+        if world > 1:
+            dist.barrier()
+            data = str(Path(args.shapes).resolve() / "data.yaml")
+    if not args.resume and (args.cfg is None or data is None):
+        parser.error("--cfg and --data (or --shapes DIR) are required unless --resume is given")
+    try:
+        return train(args.cfg, data, epochs=args.epochs, imgsz=args.imgsz, batch_size=args.batch, hyp=args.hyp,
+                     device=args.device, seed=args.seed, project=args.project, name=args.name,
+                     resume=args.resume, workers=args.workers, progress=not args.quiet, cos_lr=args.cos_lr,
+                     cache=args.cache)
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,233 @@
+"""Training and evaluation of the course's YOLOv5: overfit, checkpoints, exact resume, DDP on CPU."""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from torch import nn
+
+from course.yolo.data import YoloDataset, create_dataloader, make_shapes
+from course.yolo.ema import ModelEMA, auto_tau
+from course.yolo.model import DetectionModel
+from course.yolo.train import build_optimizer, fitness, lr_factor, resolve_cfg, train
+from course.yolo.val import evaluate, load_model, predict, targets_to_pixels
+
+REPO = Path(__file__).resolve().parents[1]
+NO_AUGMENT = dict(hsv_h=0.0, hsv_s=0.0, hsv_v=0.0, translate=0.0, scale=0.0, fliplr=0.0, mosaic=0.0)
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory) -> Path:
+    """8 train / 4 val images at 64 px: enough for the code paths, not for learning."""
+    return make_shapes(tmp_path_factory.mktemp("tiny"), n_train=8, n_val=4, imgsz=64, seed=0)
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Training many tiny steps: one thread avoids OpenMP oversubscription on a shared CPU (30x slower)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+OVERFIT_EPOCHS = 300
+
+
+@pytest.fixture(scope="module")
+def overfit_run(tmp_path_factory, one_thread):
+    """Eight 64-px images, validated on themselves, no augmentation: the detector must memorise them.
+
+    Full-batch steps (batch 8 = the dataset) keep BatchNorm's batch statistics equal to the data's,
+    and ~300 steps let the running statistics (momentum 0.03) forget their initial values; with
+    fewer steps the eval-mode model lags far behind the train-mode one.
+    """
+    root = tmp_path_factory.mktemp("overfit")
+    data_yaml = make_shapes(root, n_train=8, n_val=1, imgsz=64, seed=0, objects=(1, 3), size_range=(8, 32))
+    cfg = yaml.safe_load(data_yaml.read_text())
+    cfg["val"] = cfg["train"]
+    data = root / "overfit.yaml"
+    data.write_text(yaml.safe_dump(cfg))
+    result = train("yolov5n.yaml", data, epochs=OVERFIT_EPOCHS, imgsz=64, batch_size=8, nbs=8, device="cpu",
+                   hyp=dict(NO_AUGMENT, lr0=0.08, warmup_epochs=0.0), project=root / "runs", name="overfit",
+                   progress=False, cache=True, save_period=OVERFIT_EPOCHS)
+    return result, data
+
+
+def test_overfit_reaches_map50(overfit_run):
+    result, _ = overfit_run
+    best = max(row["map50"] for row in result.history)
+    assert best >= 0.9, [round(r["map50"], 3) for r in result.history[-10:]]
+    assert result.history[-1]["loss"] < result.history[0]["loss"]
+
+
+def test_checkpoint_loads_weights_only_and_reproduces_metrics(overfit_run):
+    result, data = overfit_run
+    last = torch.load(result.last, map_location="cpu", weights_only=True)
+    assert set(last) >= {"model", "ema", "optimizer", "scheduler", "epoch", "history", "config", "best_fitness"}
+    assert last["epoch"] == OVERFIT_EPOCHS - 1
+    ckpt = torch.load(result.best, map_location="cpu", weights_only=True)
+    assert set(ckpt) >= {"model", "ema", "epoch", "history", "config", "best_fitness"}
+    assert ckpt["best_fitness"] == pytest.approx(max(fitness(r) for r in result.history))
+    model = load_model(result.best)
+    from course.yolo.data import load_data_config
+
+    cfg = load_data_config(data)
+    loader = create_dataloader(YoloDataset(cfg["val"], 64, nc=cfg["nc"]), 8, shuffle=False)
+    metrics = evaluate(model, loader, progress=False)
+    assert metrics["map50"] == pytest.approx(result.history[ckpt["epoch"]]["map50"], abs=1e-6)
+    assert set(metrics["speed_ms"]) == {"inference", "nms"}
+
+
+def test_predict_finds_the_memorised_boxes(overfit_run):
+    from torchvision.ops import box_iou
+
+    from course.yolo.data import load_data_config
+
+    result, data = overfit_run
+    cfg = load_data_config(data)
+    dataset = YoloDataset(cfg["val"], 64, nc=cfg["nc"])
+    model = load_model(result.best)
+    found = total = 0
+    for i in range(len(dataset)):
+        img, labels, _, _ = dataset[i]
+        dets = predict(model, img)
+        assert len(dets) == 1 and dets[0].shape[1] == 6
+        truth = targets_to_pixels(labels, 64, 64, 1)[0]
+        iou = box_iou(truth[:, 1:], dets[0][:, :4]) * (truth[:, :1] == dets[0][:, 5])
+        found += int((iou.max(1).values > 0.5).sum()) if len(dets[0]) else 0
+        total += len(truth)
+    assert found >= 0.8 * total, (found, total)
+
+
+def test_val_cli_prints_the_table(overfit_run, capsys):
+    from course.yolo.val import main
+
+    result, data = overfit_run
+    main(["--weights", str(result.best), "--data", str(data), "--imgsz", "64", "--device", "cpu"])
+    out = capsys.readouterr().out
+    assert "mAP50-95" in out and "all" in out and "ms inference" in out
+
+
+def _state_equal(a: dict, b: dict) -> list[str]:
+    return [k for k in a if not torch.equal(a[k], b[k])]
+
+
+def test_resume_continues_exactly(tiny_data, tmp_path, one_thread):
+    common = dict(epochs=2, imgsz=64, batch_size=4, device="cpu", seed=3, project=tmp_path, progress=False)
+    train("yolov5n.yaml", tiny_data, name="straight", **common)
+    stopped = train("yolov5n.yaml", tiny_data, name="split", callbacks={"on_epoch_end": lambda e, m: e == 0},
+                    **common)
+    assert stopped.stopped_early and len(stopped.history) == 1
+    resumed = train(resume=True, project=tmp_path, name="split", device="cpu", progress=False)
+    assert len(resumed.history) == 2
+    a = torch.load(tmp_path / "straight/weights/last.pt", weights_only=True)
+    b = torch.load(tmp_path / "split/weights/last.pt", weights_only=True)
+    assert not _state_equal(a["model"], b["model"])
+    assert not _state_equal(a["ema"], b["ema"])
+    assert a["ema_updates"] == b["ema_updates"]
+    assert [r["loss"] for r in a["history"]] == [r["loss"] for r in b["history"]]
+    init = DetectionModel("yolov5n.yaml", nc=4).state_dict()
+    assert _state_equal(init, a["model"]), "training did not change the weights"
+
+
+DDP_SCRIPT = textwrap.dedent("""
+    import hashlib, os, sys, torch
+    from course.yolo.train import main
+    out = sys.argv[1]
+    result = main(sys.argv[2:])
+    rank = int(os.environ["RANK"])
+    params = dict(result.model.named_parameters())
+    digest = hashlib.sha256(b"".join(params[k].detach().cpu().numpy().tobytes() for k in sorted(params))).hexdigest()
+    with open(os.path.join(out, f"rank{rank}.txt"), "w") as f:
+        f.write(digest + " " + str(result.last is not None))
+""")
+
+
+@pytest.mark.slow
+def test_ddp_two_cpu_processes_keep_identical_weights(tiny_data, tmp_path):
+    """Parameters, not BatchNorm buffers: without SyncBN each rank's last forward updates its own stats
+    (DDP re-broadcasts rank 0's buffers at the start of every forward)."""
+    script = tmp_path / "ddp_run.py"
+    script.write_text(DDP_SCRIPT)
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(script),
+           str(tmp_path), "--cfg", "yolov5n.yaml", "--data", str(tiny_data), "--epochs", "1", "--imgsz", "64",
+           "--batch", "4", "--device", "cpu", "--project", str(tmp_path / "runs"), "--name", "ddp", "--quiet"]
+    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    r0 = (tmp_path / "rank0.txt").read_text().split()
+    r1 = (tmp_path / "rank1.txt").read_text().split()
+    assert r0[0] == r1[0], "ranks diverged"
+    assert (r0[1], r1[1]) == ("True", "False"), "only rank 0 writes checkpoints"
+    ckpt = torch.load(tmp_path / "runs/ddp/weights/last.pt", weights_only=True)
+    names = sorted(name for name, _ in DetectionModel("yolov5n.yaml", nc=4).named_parameters())
+    digest = hashlib.sha256(b"".join(ckpt["model"][k].numpy().tobytes() for k in names)).hexdigest()
+    assert digest == r0[0]
+    init = DetectionModel("yolov5n.yaml", nc=4).state_dict()
+    assert _state_equal(init, ckpt["model"]), "training did not change the weights"
+
+
+def test_optimizer_groups_follow_yolov5():
+    model = DetectionModel("yolov5n.yaml", nc=2)
+    opt = build_optimizer(model, lr=0.01, momentum=0.937, weight_decay=5e-4)
+    biases, decayed, bn = opt.param_groups
+    n_bn = sum(1 for m in model.modules() if isinstance(m, nn.BatchNorm2d))
+    assert len(bn["params"]) == n_bn and bn["weight_decay"] == 0
+    assert biases["weight_decay"] == 0 and decayed["weight_decay"] == 5e-4
+    assert all(p.ndim == 1 for p in biases["params"]) and all(p.ndim == 4 for p in decayed["params"])
+    assert sum(len(g["params"]) for g in opt.param_groups) == len(list(model.parameters()))
+    assert opt.defaults["nesterov"]
+
+
+def test_lr_schedules_end_at_lrf():
+    for cos in (False, True):
+        lf = lr_factor(30, 0.01, cos_lr=cos)
+        assert lf(0) == pytest.approx(1.0) and lf(30) == pytest.approx(0.01)
+        assert lf(10) > lf(20)
+
+
+def test_ema_ramps_and_tracks():
+    torch.manual_seed(0)
+    model = nn.Linear(2, 1)
+    w0 = model.weight.detach().clone()
+    ema = ModelEMA(model, tau=10)
+    assert ema.decay() == 0
+    with torch.no_grad():
+        model.weight.fill_(1.0)
+    ema.update(model)
+    d = 0.9999 * (1 - math.exp(-1 / 10))
+    assert ema.decay() == pytest.approx(d)
+    assert torch.allclose(ema.ema.weight, d * w0 + (1 - d) * torch.ones(1, 2))
+    assert not ema.ema.weight.requires_grad
+    assert auto_tau(550_000) == 2000 and 20 < auto_tau(300) < 300
+
+
+def test_bad_arguments_raise_before_training(tiny_data, tmp_path):
+    with pytest.raises(ValueError, match="cfg 'nope.yaml'"):
+        train("nope.yaml", tiny_data, project=tmp_path)
+    with pytest.raises(ValueError, match="imgsz must be a multiple of 32"):
+        train("yolov5n.yaml", tiny_data, imgsz=100, project=tmp_path)
+    with pytest.raises(ValueError, match="unknown events"):
+        train("yolov5n.yaml", tiny_data, project=tmp_path, callbacks={"on_batch": print})
+    with pytest.raises(ValueError, match="unknown keys"):
+        train("yolov5n.yaml", tiny_data, project=tmp_path, hyp={"lr_0": 0.1})
+    with pytest.raises(ValueError, match="no checkpoint"):
+        train(resume=True, project=tmp_path, name="never")
+    with pytest.raises(ValueError, match="device"):
+        train("yolov5n.yaml", tiny_data, project=tmp_path, device="tpu")
+    assert resolve_cfg("yolov5n") == resolve_cfg("yolov5n.yaml")
+    model = DetectionModel("yolov5n.yaml", nc=4)
+    with pytest.raises(ValueError, match="conf_thres"):
+        predict(model, torch.zeros(3, 64, 64), conf_thres=2)
+    with pytest.raises(ValueError, match="multiples of the largest stride"):
+        predict(model, torch.zeros(3, 50, 64))
