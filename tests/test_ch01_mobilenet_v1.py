@@ -4,7 +4,6 @@ import math
 
 import matplotlib
 import pytest
-import torch
 from torch import nn
 
 matplotlib.use("Agg")

@@ -6,15 +6,15 @@ Every number is computed (formulas checked against fvcore on real layers) or mea
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Callable
+
 
 import matplotlib.pyplot as plt
 import torch
 from torch import nn
 
 from ..env import pick
+from ..viz import WidgetHandle, show_figure
 from ..measure import conv_cost, count_flops, flops_by_module, latency
 from ..models import MobileNetV1
 
@@ -66,29 +66,6 @@ ALPHAS = (0.25, 0.5, 0.75, 1.0)
 RESOLUTIONS = (128, 160, 192, 224)
 
 
-@dataclass
-class WidgetHandle:
-    """A built widget: ``widget`` to display, ``controls`` to drive, ``state()`` for what it shows now."""
-
-    widget: object
-    controls: dict
-    _state: dict = field(default_factory=dict, repr=False)
-
-    def state(self) -> dict:
-        return dict(self._state)
-
-    def _ipython_display_(self):
-        from IPython.display import display
-
-        display(self.widget)
-
-
-def _show(fig) -> None:
-    """Display a figure inside the current Output and free it (works headless and live)."""
-    from IPython.display import display
-
-    display(fig)
-    plt.close(fig)
 
 
 def _check_int(name: str, value, low: int = 1) -> None:
@@ -334,7 +311,7 @@ def cost_widget(kernel: int = 3, in_channels: int = 256, out_channels: int = 256
         state["bars_M"] = {"standard": c["standard"]["mult_adds"] / 1e6,
                            "depthwise": c["depthwise"]["mult_adds"] / 1e6,
                            "pointwise": c["pointwise"]["mult_adds"] / 1e6}
-        _show(fig)
+        show_figure(fig)
 
     out = W.interactive_output(update, controls)
     box = W.VBox([W.HBox([controls["kernel"], controls["size"]]),

@@ -9,7 +9,7 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import numpy as np
 
-from .ch01_mobilenet_v1 import WidgetHandle, _show
+from ..viz import WidgetHandle, show_figure
 
 __all__ = [
     "PAPER_V2",
@@ -102,7 +102,7 @@ def manifold_widget(n: int = 2, seed: int = 0) -> WidgetHandle:
         for ax in (a0, a1):
             ax.set_aspect("equal")
         fig.tight_layout()
-        _show(fig)
+        show_figure(fig)
 
     out = W.interactive_output(update, controls)
     return WidgetHandle(W.VBox([W.HBox(list(controls.values())), out]), controls, state)
@@ -177,7 +177,7 @@ def block_widget(channels: int = 24, t: int = 6, size: int = 56, stride: int = 1
             print(f"{name:9s} {widths:28s} elements " + ", ".join(f"{r['elements']:,}" for r in rows))
         print(f"the skip connection holds the block's input while the branch runs: "
               f"{inv[0]['kB_16bit']:.0f} kB (inverted) vs {cls[0]['kB_16bit']:.0f} kB (classic), 16-bit")
-        _show(plot_block_tensors(inv, cls))
+        show_figure(plot_block_tensors(inv, cls))
 
     out = W.interactive_output(update, controls)
     return WidgetHandle(W.VBox([W.HBox([controls["t"], controls["channels"]]),

@@ -8,7 +8,6 @@ sit beside ours as data.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from functools import lru_cache
 
 import matplotlib.pyplot as plt
@@ -18,6 +17,7 @@ from torch import nn
 
 from ..blocks import ChannelShuffle, channel_shuffle
 from ..env import pick
+from ..viz import WidgetHandle, show_figure
 from ..measure import conv_cost, count_flops, count_params, latency
 from ..models import ShuffleNetV1, load_torchvision_weights
 
@@ -70,29 +70,6 @@ PAPER_SHUFFLE_EFFECT = {
 }
 
 
-@dataclass
-class WidgetHandle:
-    """A built widget: ``widget`` to display, ``controls`` to drive, ``state()`` for what it shows now."""
-
-    widget: object
-    controls: dict
-    _state: dict = field(default_factory=dict, repr=False)
-
-    def state(self) -> dict:
-        return dict(self._state)
-
-    def _ipython_display_(self):
-        from IPython.display import display
-
-        display(self.widget)
-
-
-def _show(fig) -> None:
-    """Display a figure inside the current Output and free it (headless and live)."""
-    from IPython.display import display
-
-    display(fig)
-    plt.close(fig)
 
 
 def _check_int(name: str, value, low: int = 1) -> None:
@@ -216,7 +193,7 @@ def group_conv_widget(channels: int = 12, groups: int = 3, layer_channels: int =
         print(f"1×1 conv {layer_channels}→{layer_channels} on {size}×{size}: {counts['params']:,} params, "
               f"{counts['mult_adds'] / 1e6:.2f} M mult-adds (dense: {counts['dense_params']:,} / "
               f"{counts['dense_mult_adds'] / 1e6:.2f} M) → {counts['reduction']:.0f}× fewer")
-        _show(fig)
+        show_figure(fig)
 
     out = W.interactive_output(update, controls)
     return WidgetHandle(W.VBox([controls["groups"], out]), controls, state)
@@ -256,7 +233,7 @@ def mixing_widget(groups: int = 3, channels_per_group: int = 4, depth: int = 2) 
                      no_shuffle=maps[False], shuffle=maps[True], min_groups_seen=seen)
         print(f"{groups * channels_per_group} channels, g = {groups}, {depth} group conv(s): every output group "
               f"sees at least {seen[False]} input group(s) without shuffle, {seen[True]} with shuffle.")
-        _show(fig)
+        show_figure(fig)
 
     out = W.interactive_output(update, controls)
     return WidgetHandle(W.VBox([W.HBox(list(controls.values())), out]), controls, state)
@@ -310,7 +287,7 @@ def shuffle_widget(channels: int = 12, groups: int = 3) -> WidgetHandle:
         fig, steps = plot_shuffle_steps(channels, groups)
         state.update(channels=channels, groups=groups, order=steps["flattened"].tolist())
         print(f"new order of the {channels} channels: {state['order']}")
-        _show(fig)
+        show_figure(fig)
 
     out = W.interactive_output(update, controls)
     return WidgetHandle(W.VBox([W.HBox(list(controls.values())), out]), controls, state)

@@ -21,7 +21,8 @@ from ..blocks import ShuffleV1Unit, ShuffleV2Block
 from ..env import pick, quick_mode
 from ..measure import count_flops, count_params, latency, mac_conv1x1, mac_lower_bound
 from ..models import build_model, load_torchvision_weights, torchvision_reference
-from .ch04_shufflenet_v1 import WidgetHandle, _show, compare_with_reference
+from ..viz import WidgetHandle, show_figure
+from .ch04_shufflenet_v1 import compare_with_reference
 
 __all__ = [
     "PAPER_SOURCE",
@@ -215,7 +216,7 @@ def mac_widget(h: int = 56, w: int = 56, c1: int = 128, c2: int = 128, groups: i
         print(f"FLOPs B = hw·c1·c2/g = {p['flops']:,}   MAC = hw(c1+c2) + c1·c2/g = {p['mac']:,}")
         print(f"lower bound for this B (Eq. 1, reached at c1 = c2, g = 1) = {p['bound']:,.0f}; "
               f"MAC / bound = {p['mac_over_bound']:.3f}")
-        _show(plot_mac(p))
+        show_figure(plot_mac(p))
 
     out = W.interactive_output(update, controls)
     return WidgetHandle(W.VBox([W.HBox([controls["h"], controls["w"], controls["groups"]]),
@@ -286,7 +287,7 @@ def guideline_widget(initial: dict | None = None, quick: bool | None = None) -> 
         print(describe_run(one, "this run"))
         print(sentence)
         fig = G.plot_guidelines(one, guidelines=[guideline])
-        _show(fig)
+        show_figure(fig)
 
     out = W.interactive_output(update, controls)
     return WidgetHandle(W.VBox([W.HBox(list(controls.values())), out]), controls, state)

@@ -11,15 +11,15 @@ import copy
 import difflib
 import inspect
 import json
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import matplotlib.pyplot as plt
 import torch
 
-from ..env import pick, quick_mode
+from ..env import pick
+from ..viz import WidgetHandle
 from ..measure import count_flops, count_params
-from ..yolo import DetectionModel, ModelConfigError, layer_groups, load_cfg
+from ..yolo import DetectionModel, ModelConfigError, load_cfg
 from ..yolo import compare as C
 from ..yolo import export as E
 from ..yolo.registry import REGISTRY
@@ -38,22 +38,6 @@ DETECTORS = {
 }
 REFERENCE_PATH = Path(__file__).resolve().parents[2] / "results" / "yolo_full_cpu.json"
 
-
-@dataclass
-class WidgetHandle:
-    """A built widget: ``widget`` to display, ``controls`` to drive, ``state()`` for what it shows now."""
-
-    widget: object
-    controls: dict
-    _state: dict = field(default_factory=dict, repr=False)
-
-    def state(self) -> dict:
-        return dict(self._state)
-
-    def _ipython_display_(self):
-        from IPython.display import display
-
-        display(self.widget)
 
 
 # --------------------------------------------------------------------------- YAML surgery
