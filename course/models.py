@@ -16,7 +16,6 @@ from torch import nn
 from .blocks import (
     ConvBNAct,
     DepthwiseSeparableConv,
-    HardSwish,
     InvertedResidual,
     InvertedResidualV3,
     ShuffleV1Unit,
@@ -237,7 +236,7 @@ class MobileNetV3(_SequentialBackbone):
         cfgs = [c.scaled(width_mult) for c in (MOBILENET_V3_LARGE if mode == "large" else MOBILENET_V3_SMALL)]
         norm = dict(bn_eps=0.001, bn_momentum=0.01)
         stem = cfgs[0].in_channels
-        layers = [ConvBNAct(3, stem, 3, 2, activation=HardSwish, **norm)]
+        layers = [ConvBNAct(3, stem, 3, 2, activation=nn.Hardswish, **norm)]
         strides, chans = [2], [stem]
         for c in cfgs:
             layers.append(InvertedResidualV3(c.in_channels, c.kernel, c.expanded, c.out_channels,
@@ -246,7 +245,7 @@ class MobileNetV3(_SequentialBackbone):
             chans.append(c.out_channels)
         n_blocks = len(layers)
         last_conv = 6 * cfgs[-1].out_channels
-        layers.append(ConvBNAct(cfgs[-1].out_channels, last_conv, 1, activation=HardSwish, **norm))
+        layers.append(ConvBNAct(cfgs[-1].out_channels, last_conv, 1, activation=nn.Hardswish, **norm))
         strides.append(strides[-1])
         chans.append(last_conv)
         self.features = nn.Sequential(*layers)
@@ -255,7 +254,7 @@ class MobileNetV3(_SequentialBackbone):
         self.last_channel = make_divisible(_V3_LAST_CHANNEL[mode] * width_mult)
         self.classifier = nn.Sequential(
             nn.Linear(last_conv, self.last_channel),
-            HardSwish(),
+            nn.Hardswish(inplace=True),
             nn.Dropout(dropout),
             nn.Linear(self.last_channel, num_classes),
         )

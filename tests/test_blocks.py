@@ -94,7 +94,7 @@ def test_inverted_residual_v3_options():
     kinds = [type(m) for m in block.block]
     assert kinds == [ConvBNAct, ConvBNAct, SqueezeExcitation, ConvBNAct]
     assert block.block[1][0].kernel_size == (5, 5) and block.block[1][0].groups == 240
-    assert isinstance(block.block[0][2], HardSwish)
+    assert isinstance(block.block[0][2], nn.Hardswish)
     no_expand = InvertedResidualV3(16, 3, 16, 16, use_se=False, activation="RE", stride=2)
     assert len(no_expand.block) == 2 and isinstance(no_expand.block[0][2], nn.ReLU)
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from course.blocks import ConvBNAct, HardSwish, InvertedResidualV3, ShuffleV2Block
+from course.blocks import ConvBNAct, InvertedResidualV3, ShuffleV2Block
 
 from .registry import register, register_module
 
@@ -29,7 +29,7 @@ class ConvBNHardSwish(ConvBNAct):
     """MobileNetV3's first layer: 3x3 conv, BN, h-swish."""
 
     def __init__(self, c1, c2, s=2):
-        super().__init__(c1, c2, 3, s, activation=HardSwish)
+        super().__init__(c1, c2, 3, s, activation=nn.Hardswish)
 
 
 @register("mobilev3_bneck", stride_arg=5)
