@@ -1,0 +1,209 @@
+"""Drive one notebook in JupyterLab with Playwright: run it, inspect outputs, move widgets."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from urllib.parse import urlparse
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+LOCAL_HOSTS = {"127.0.0.1", "localhost"}
+# The notebook on screen (other tabs a workspace restores stay in the DOM, hidden).
+PANEL = ".jp-NotebookPanel:not(.lm-mod-hidden)"
+
+# Text that means a widget did not render as a widget.
+WIDGET_FALLBACKS = ("Loading widget...", "Error displaying widget", "Failed to display widget",
+                    "IntSlider(value=", "FloatSlider(value=", "Dropdown(", "interactive(children=",
+                    "VBox(children=", "HBox(children=", "Output()")
+WIDGET_CLASSES = (".jupyter-widgets", ".widget-slider", ".widget-hslider", ".widget-dropdown",
+                  ".widget-output", ".widget-image", ".widget-html", ".widget-button",
+                  ".widget-toggle-buttons", ".widget-checkbox")
+
+
+def block_outside_requests(page) -> list[str]:
+    """Abort every request not aimed at the local server; returns the list of blocked URLs."""
+    blocked: list[str] = []
+
+    def handle(route):
+        url = route.request.url
+        host = urlparse(url).hostname
+        if url.startswith(("data:", "blob:")) or host in LOCAL_HOSTS:
+            route.continue_()
+        else:
+            blocked.append(url)
+            route.abort()
+
+    page.route("**/*", handle)
+    return blocked
+
+
+def open_notebook(page, url: str, timeout_ms: int = 90_000) -> None:
+    """Open a notebook and wait until its kernel is started and idle (accepting a kernel picker)."""
+    page.goto(url, wait_until="domcontentloaded", timeout=timeout_ms)
+    page.wait_for_selector(f"{PANEL} .jp-Notebook .jp-Cell", timeout=timeout_ms)
+    deadline = time.monotonic() + timeout_ms / 1000
+    while time.monotonic() < deadline:
+        dialog = page.locator(".jp-Dialog")
+        if dialog.count() and "Select Kernel" in dialog.first.inner_text():
+            dialog.locator(".jp-Dialog-button.jp-mod-accept").click()
+        status = page.locator(f"{PANEL} .jp-Notebook-ExecutionIndicator").first
+        kernel = page.locator(f"{PANEL} .jp-KernelName, {PANEL} .jp-Toolbar-kernelName").first
+        if (status.count() and status.get_attribute("data-status") == "idle"
+                and kernel.count() and "No Kernel" not in kernel.inner_text()):
+            return
+        page.wait_for_timeout(250)
+    raise TimeoutError(f"kernel of {url.split('?')[0]} not ready after {timeout_ms / 1000:.0f} s")
+
+
+def restart_and_run_all(page, timeout_ms: int = 30_000) -> None:
+    """Kernel menu → "Restart Kernel and Run All Cells…" → confirm."""
+    page.locator(".lm-MenuBar-itemLabel", has_text="Kernel").click(timeout=timeout_ms)
+    page.locator(".lm-Menu-itemLabel", has_text="Restart Kernel and Run All Cells").click(timeout=timeout_ms)
+    page.locator(".jp-Dialog-button.jp-mod-accept").click(timeout=timeout_ms)
+
+
+_STATE_JS = """() => {
+  const prompts = [...document.querySelectorAll('.jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook .jp-CodeCell .jp-InputArea-prompt')]
+      .map(p => p.innerText.trim());
+  const indicator = document.querySelector('.jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook-ExecutionIndicator');
+  return {prompts, status: indicator ? indicator.getAttribute('data-status') : null};
+}"""
+
+
+def wait_until_idle(page, timeout_s: float, settle_s: float = 2.0) -> list[str]:
+    """Wait until no cell is queued or running and the kernel is idle for ``settle_s``; returns prompts."""
+    deadline = time.monotonic() + timeout_s
+    idle_since = None
+    started = False
+    while time.monotonic() < deadline:
+        state = page.evaluate(_STATE_JS)
+        busy = any("*" in p for p in state["prompts"]) or state["status"] != "idle"
+        started = started or busy or any(p.strip("[]: ") for p in state["prompts"])
+        if busy or not started:
+            idle_since = None
+        elif idle_since is None:
+            idle_since = time.monotonic()
+        elif time.monotonic() - idle_since >= settle_s:
+            return state["prompts"]
+        page.wait_for_timeout(250)
+    raise TimeoutError(f"notebook still busy after {timeout_s:.0f} s: {page.evaluate(_STATE_JS)}")
+
+
+_ERRORS_JS = """() => {
+  const found = [];
+  document.querySelectorAll('.jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook .jp-Cell').forEach((cell, index) => {
+    cell.querySelectorAll('.jp-OutputArea-output[data-mime-type="application/vnd.jupyter.stderr"]')
+      .forEach(out => {
+        const text = out.innerText;
+        if (/Traceback|\\b\\w*Error\\b|\\w+Exception\\b/.test(text)) found.push({cell: index, text: text.length > 900 ? text.slice(0, 200) + ' … ' + text.slice(-700) : text});
+      });
+  });
+  return found;
+}"""
+
+
+def error_outputs(page) -> list[dict]:
+    """Outputs rendered as errors (tracebacks, ``SomethingError``) with the index of their cell."""
+    return page.evaluate(_ERRORS_JS)
+
+
+def output_text(page) -> str:
+    """Text of every cell's outputs (not the code, which may well mention ``IntSlider(``)."""
+    return "\n".join(page.locator(f"{PANEL} .jp-Notebook .jp-OutputArea").all_inner_texts())
+
+
+def widget_fallbacks(page) -> list[str]:
+    """Fallback texts shown where a widget should be (no widget manager, missing model, ...)."""
+    text = output_text(page)
+    return [marker for marker in WIDGET_FALLBACKS if marker in text]
+
+
+def widget_counts(page) -> dict[str, int]:
+    return page.evaluate("""(classes) => Object.fromEntries(classes.map(
+        c => [c, document.querySelectorAll('.jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook .jp-OutputArea-output ' + c).length]))""",
+                         list(WIDGET_CLASSES))
+
+
+# A fingerprint of what widgets show, without the controls themselves (their readouts
+# change when moved, which proves nothing about the output they drive).
+_SIGNATURE_JS = """(cell) => {
+  const copy = cell.querySelector('.jp-Cell-outputWrapper').cloneNode(true);
+  copy.querySelectorAll('.widget-readout, .noUi-target, select, input, label, .widget-label')
+      .forEach(e => e.remove());
+  const images = [...copy.querySelectorAll('img')].map(i => i.getAttribute('src') || '');
+  const canvases = [...cell.querySelectorAll('canvas')].map(c => { try { return c.toDataURL(); } catch (e) { return ''; } });
+  return copy.innerText + '|' + images.join('|') + '|' + canvases.join('|');
+}"""
+
+
+@dataclass
+class Interaction:
+    kind: str  # "slider", "dropdown" or "toggle buttons"
+    cell: int
+    changed: bool
+    before: str = field(repr=False, default="")
+    after: str = field(repr=False, default="")
+
+
+def _cell_index(page, cell) -> int:
+    return cell.evaluate("(c) => [...document.querySelectorAll('.jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook .jp-Cell')].indexOf(c)")
+
+
+def _wait_for_change(page, cell, before: str, timeout_s: float) -> str:
+    deadline = time.monotonic() + timeout_s
+    after = before
+    while time.monotonic() < deadline:
+        page.wait_for_timeout(300)
+        after = cell.evaluate(_SIGNATURE_JS)
+        if after != before:
+            page.wait_for_timeout(500)  # let a multi-part redraw finish before the screenshot
+            return cell.evaluate(_SIGNATURE_JS)
+    return after
+
+
+def widget_cells(page) -> list:
+    """Cells whose outputs hold at least one rendered widget."""
+    cells = page.locator(f"{PANEL} .jp-Notebook .jp-Cell").filter(
+        has=page.locator(".jp-OutputArea-output .jupyter-widgets"))
+    return [cells.nth(i) for i in range(cells.count())]
+
+
+def interact(page, cell, timeout_s: float = 60) -> Interaction | None:
+    """Move the cell's first slider, else pick another dropdown option, else press another toggle
+    button; return whether the output in that cell changed (None: no such control)."""
+    index = _cell_index(page, cell)
+    handles = cell.locator(".jp-OutputArea-output .noUi-handle")
+    selects = cell.locator(".jp-OutputArea-output .widget-dropdown select")
+    toggles = cell.locator(".jp-OutputArea-output .widget-toggle-buttons button:not(.mod-active)")
+    if handles.count():
+        handle = handles.first
+        handle.scroll_into_view_if_needed()
+        before = cell.evaluate(_SIGNATURE_JS)
+        handle.focus()
+        page.keyboard.press("ArrowRight")
+        after = _wait_for_change(page, cell, before, timeout_s)
+        if after == before:  # at the maximum: move the other way
+            page.keyboard.press("ArrowLeft")
+            page.keyboard.press("ArrowLeft")
+            after = _wait_for_change(page, cell, before, timeout_s)
+        return Interaction("slider", index, after != before, before, after)
+    if selects.count():
+        select = selects.first
+        select.scroll_into_view_if_needed()
+        options = select.locator("option").all_inner_texts()
+        current = select.evaluate("(s) => s.selectedIndex >= 0 ? s.options[s.selectedIndex].text : ''")
+        others = [o for o in options if o != current]
+        if not others:
+            return Interaction("dropdown", index, False)
+        before = cell.evaluate(_SIGNATURE_JS)
+        select.select_option(label=others[0])
+        return Interaction("dropdown", index, _wait_for_change(page, cell, before, timeout_s) != before)
+    if toggles.count():
+        button = toggles.first
+        button.scroll_into_view_if_needed()
+        before = cell.evaluate(_SIGNATURE_JS)
+        button.click()
+        return Interaction("toggle buttons", index, _wait_for_change(page, cell, before, timeout_s) != before)
+    return None
