@@ -178,7 +178,7 @@ def plot_mac(point: dict):
     """Left: MAC against c2:c1 at the point's FLOPs. Right: MAC against g at fixed c1, hw and FLOPs (Eq. 2)."""
     h, w, c1, g = point["h"], point["w"], point["c1"], point["groups"]
     curve = mac_curve(h, w, point["flops"])
-    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.4))
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.4), layout="constrained")
     a.plot(curve["ratios"], curve["mac"] / 1e3, label="dense 1×1 conv, same FLOPs")
     a.axhline(curve["bound"] / 1e3, color="grey", ls=":", label="lower bound (Eq. 1)")
     a.plot(point["c2"] / point["c1"], point["mac"] / 1e3, "o", color="tab:red", label=f"your conv (g = {g})")
@@ -192,7 +192,6 @@ def plot_mac(point: dict):
     b.set_xlabel("groups g (c1, hw and FLOPs fixed)")
     b.set_ylabel("MAC (thousands)")
     b.set_title("Eq. 2: MAC = hw·c1 + B·g/c1 + B/hw", fontsize=9)
-    fig.tight_layout()
     return fig
 
 
