@@ -19,7 +19,7 @@ lab: $(STAMP)
 
 # Unit tests, then every notebook through nbval, then the browser check — all in quick mode.
 test: $(STAMP)
-	COURSE_QUICK=1 $(BIN)/python -m pytest tests notebooks --nbval-lax --nbval-current-env --nbval-cell-timeout=600 -p no:cacheprovider
+	COURSE_QUICK=1 $(BIN)/python -m pytest tests notebooks --ignore=tests/fixtures --nbval-lax --nbval-current-env --nbval-cell-timeout=600 -p no:cacheprovider
 
 unit: $(STAMP)
 	COURSE_QUICK=1 $(BIN)/python -m pytest tests -m "not browser and not slow"

@@ -34,6 +34,7 @@ __all__ = [
     "build_model",
     "torchvision_reference",
     "load_torchvision_weights",
+    "randomize_batchnorm",
 ]
 
 
@@ -398,3 +399,20 @@ def load_torchvision_weights(ours: nn.Module, theirs: nn.Module) -> list[tuple[s
         pairs.append((ka, kb))
     ours.load_state_dict(mapped)
     return pairs
+
+
+def randomize_batchnorm(model: nn.Module, seed: int = 0) -> nn.Module:
+    """Give every BatchNorm random statistics and affine weights, in place.
+
+    A fresh BN layer is the identity in eval mode, so two models could agree while one of them
+    skipped its BN layers; with random statistics, equal outputs mean the BNs match too.
+    """
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.running_mean.copy_(torch.randn(m.num_features, generator=g) * 0.1)
+                m.running_var.copy_(torch.rand(m.num_features, generator=g) + 0.5)
+                m.weight.copy_(torch.rand(m.num_features, generator=g) + 0.5)
+                m.bias.copy_(torch.randn(m.num_features, generator=g) * 0.1)
+    return model

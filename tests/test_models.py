@@ -12,6 +12,7 @@ from course.models import (
     ShuffleNetV2,
     build_model,
     load_torchvision_weights,
+    randomize_batchnorm,
     torchvision_reference,
 )
 
@@ -33,21 +34,12 @@ def test_parameter_count_equals_torchvision(name):
     assert count_params(torchvision_reference(name)) == TORCHVISION_PARAMS[name]
 
 
-def _randomise_bn_statistics(model: nn.Module, gen: torch.Generator) -> None:
-    """Fresh BN layers are identities in eval mode; give them real statistics so they matter."""
-    for m in model.modules():
-        if isinstance(m, nn.BatchNorm2d):
-            m.running_mean.copy_(torch.randn(m.num_features, generator=gen) * 0.1)
-            m.running_var.copy_(torch.rand(m.num_features, generator=gen) + 0.5)
-            m.weight.data.copy_(torch.rand(m.num_features, generator=gen) + 0.5)
-            m.bias.data.copy_(torch.randn(m.num_features, generator=gen) * 0.1)
-
 
 @pytest.mark.parametrize("name", TORCHVISION_NAMES)
 def test_outputs_equal_torchvision_with_its_weights(name):
     gen = torch.Generator().manual_seed(0)
     theirs = torchvision_reference(name).eval()
-    _randomise_bn_statistics(theirs, gen)
+    randomize_batchnorm(theirs, seed=1)
     ours = build_model(name).eval()
     pairs = load_torchvision_weights(ours, theirs)
     assert len(pairs) == len(theirs.state_dict())

@@ -7,8 +7,8 @@ import math
 import torch
 from torch import nn
 
-from ..measure import count_flops
-from ..models import MobileNetV1, load_torchvision_weights
+from ..measure import count_flops, count_params
+from ..models import MobileNetV1, load_torchvision_weights, randomize_batchnorm
 from . import ExerciseFailed, exercise
 
 # (kernel, in_channels, out_channels, size): includes kernel 1, M != N, small and odd sizes.
@@ -36,18 +36,6 @@ def _check_separable_mult_adds(separable_mult_adds):
     return f"{len(COST_CASES)} configurations match fvcore"
 
 
-def _randomise_bn(model: nn.Module, seed: int = 0) -> None:
-    g = torch.Generator().manual_seed(seed)
-    for m in model.modules():
-        if isinstance(m, nn.BatchNorm2d):
-            m.running_mean.copy_(torch.randn(m.num_features, generator=g) * 0.1)
-            m.running_var.copy_(torch.rand(m.num_features, generator=g) + 0.5)
-            m.weight.data.copy_(torch.rand(m.num_features, generator=g) + 0.5)
-            m.bias.data.copy_(torch.randn(m.num_features, generator=g) * 0.1)
-
-
-def _n_params(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
 
 
 def _depthwise_output_sizes(model: nn.Module, convs: list[nn.Module], x: torch.Tensor) -> list[int]:
@@ -77,9 +65,9 @@ def _check_mobilenet_v1(model_cls):
         if bad:
             raise ExerciseFailed(f"a depthwise conv needs groups == in_channels, got groups={bad[0].groups} "
                                  f"with in_channels={bad[0].in_channels}")
-        if _n_params(ours) != _n_params(ref):
-            raise ExerciseFailed(f"width_mult={alpha}: expected {_n_params(ref):,} parameters (BN included, "
-                                 f"channels int(α·c)), got {_n_params(ours):,}")
+        if count_params(ours) != count_params(ref):
+            raise ExerciseFailed(f"width_mult={alpha}: expected {count_params(ref):,} parameters (BN included, "
+                                 f"channels int(α·c)), got {count_params(ours):,}")
         x = torch.randn(2, 3, 64, 64)
         ours.eval()
         sizes = _depthwise_output_sizes(ours, dws, x)
@@ -94,7 +82,7 @@ def _check_mobilenet_v1(model_cls):
                     if sizes[:-1] == want_sizes[:-1] else "")
             raise ExerciseFailed(f"map sizes after the 13 depthwise convs for a 64×64 input: expected {want_sizes}, "
                                  f"got {sizes}{hint}")
-        _randomise_bn(ref)
+        randomize_batchnorm(ref)
         ref.eval()
         try:
             load_torchvision_weights(ours, ref)

@@ -8,17 +8,13 @@ import torch
 from torch import nn
 
 from ..blocks import InvertedResidual
-from ..models import load_torchvision_weights, torchvision_reference
+from ..measure import count_params
+from ..models import load_torchvision_weights, randomize_batchnorm, torchvision_reference
 from ..widgets.ch02_mobilenet_v2 import EMBED_DIMS, block_tensors, relu_roundtrip
 from . import ExerciseFailed, exercise
-from .ch01 import _randomise_bn
 
 # (in, out, stride, t, map size): residual, stride 2, channel change, t = 1 (no expansion layer)
 BLOCK_CASES = [(24, 24, 1, 6, 12), (24, 32, 2, 6, 13), (16, 24, 1, 6, 8), (32, 16, 1, 1, 8), (24, 24, 2, 6, 8)]
-
-
-def _n_params(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
 
 
 def _last_bn(model: nn.Module) -> nn.BatchNorm2d | None:
@@ -37,8 +33,8 @@ def compare_inverted_residual(block_cls) -> str:
         ours, ref = block_cls(k, k_out, stride, t), InvertedResidual(k, k_out, stride, t)
         if not isinstance(ours, nn.Module):
             raise ExerciseFailed(f"{where} should be an nn.Module, got {type(ours).__name__}")
-        if _n_params(ours) != _n_params(ref):
-            raise ExerciseFailed(f"{where}: expected {_n_params(ref):,} parameters, got {_n_params(ours):,}"
+        if count_params(ours) != count_params(ref):
+            raise ExerciseFailed(f"{where}: expected {count_params(ref):,} parameters, got {count_params(ours):,}"
                                  + (" (with t = 1 there is no expansion 1×1 conv)" if t == 1 else ""))
         x = torch.randn(2, k, size, size)
         out_size = (size - 1) // stride + 1
@@ -65,7 +61,7 @@ def compare_inverted_residual(block_cls) -> str:
                                      "the projection? The bottleneck must stay linear (Sec. 3.2)")
             raise ExerciseFailed(f"{where}: the last batch norm should be the block's last step (then the "
                                  "shortcut, if any)")
-        _randomise_bn(ref)
+        randomize_batchnorm(ref)
         ref.eval()
         try:
             load_torchvision_weights(ours, ref)
@@ -87,12 +83,12 @@ def _check_mobilenet_v2(model_cls):
     if not isinstance(ours, nn.Module):
         raise ExerciseFailed(f"{model_cls.__name__}() should be an nn.Module, got {type(ours).__name__}")
     theirs = torchvision_reference("mobilenet_v2")
-    want = _n_params(theirs)
-    if _n_params(ours) != want:
+    want = count_params(theirs)
+    if count_params(ours) != want:
         blocks = sum(1 for m in ours.modules() if isinstance(m, nn.Conv2d) and m.groups > 1)
-        raise ExerciseFailed(f"expected {want:,} parameters (torchvision's mobilenet_v2), got {_n_params(ours):,}; "
+        raise ExerciseFailed(f"expected {want:,} parameters (torchvision's mobilenet_v2), got {count_params(ours):,}; "
                              f"you have {blocks} depthwise convs, Table 2 has 17 bottlenecks")
-    _randomise_bn(theirs)
+    randomize_batchnorm(theirs)
     theirs.eval()
     try:
         load_torchvision_weights(ours, theirs)
