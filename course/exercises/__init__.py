@@ -225,3 +225,36 @@ def results() -> dict[str, Outcome]:
 def reset_results() -> None:
     """Forget the recorded outcomes (tests; a fresh attempt)."""
     _RESULTS.clear()
+
+
+def assert_same_outputs(learner, reference, x, *, where: str = "", order: str = "", hint: str = "",
+                        atol: float = 1e-4):
+    """Load the reference's weights into the learner's module by position, then compare outputs.
+
+    The reference gets random BatchNorm statistics first, so a learner's model that skips a BN
+    cannot pass. ``order`` names the expected tensor order, ``hint`` the usual cause of a
+    mismatch; both go into the ExerciseFailed message. Returns the learner's output.
+    """
+    import torch
+
+    from ..models import load_torchvision_weights, randomize_batchnorm
+
+    prefix = f"{where}: " if where else ""
+    randomize_batchnorm(reference)
+    reference.eval()
+    learner.eval()
+    try:
+        load_torchvision_weights(learner, reference)
+    except (ValueError, RuntimeError) as exc:
+        raise ExerciseFailed(f"{prefix}could not load the reference weights into yours"
+                             f"{f' (same tensors in the same order: {order})' if order else ''}: {exc}") from None
+    with torch.no_grad():
+        y, want = learner(x), reference(x)
+    if y.shape != want.shape:
+        raise ExerciseFailed(f"{prefix}output shape for input {tuple(x.shape)}: expected {tuple(want.shape)}, "
+                             f"got {tuple(y.shape)}")
+    diff = (y - want).abs().max().item()
+    if diff > atol:
+        raise ExerciseFailed(f"{prefix}with the reference weights loaded, outputs differ by up to {diff:.3g}"
+                             f"{f' ({hint})' if hint else ''}")
+    return y

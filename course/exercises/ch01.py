@@ -8,8 +8,8 @@ import torch
 from torch import nn
 
 from ..measure import count_flops, count_params
-from ..models import MobileNetV1, load_torchvision_weights, randomize_batchnorm
-from . import ExerciseFailed, exercise
+from ..models import MobileNetV1
+from . import ExerciseFailed, assert_same_outputs, exercise
 
 # (kernel, in_channels, out_channels, size): includes kernel 1, M != N, small and odd sizes.
 COST_CASES = [(3, 32, 64, 112), (3, 512, 512, 14), (5, 16, 48, 9), (1, 24, 8, 7), (7, 8, 16, 5)]
@@ -82,18 +82,9 @@ def _check_mobilenet_v1(model_cls):
                     if sizes[:-1] == want_sizes[:-1] else "")
             raise ExerciseFailed(f"map sizes after the 13 depthwise convs for a 64×64 input: expected {want_sizes}, "
                                  f"got {sizes}{hint}")
-        randomize_batchnorm(ref)
-        ref.eval()
-        try:
-            load_torchvision_weights(ours, ref)
-        except (ValueError, RuntimeError) as exc:
-            raise ExerciseFailed(f"could not load course.models.MobileNetV1's weights into yours (same tensors in "
-                                 f"the same order: stem conv+BN, 13× [dw conv, BN, pw conv, BN], FC): {exc}") from None
-        with torch.no_grad():
-            diff = (ours(x) - ref(x)).abs().max().item()
-        if diff > 1e-4:
-            raise ExerciseFailed(f"width_mult={alpha}: with the reference weights loaded, outputs differ by up to "
-                                 f"{diff:.3g} (BN + ReLU after every conv but the FC? global average pooling?)")
+        assert_same_outputs(ours, ref, x, where=f"width_mult={alpha}",
+                            order="stem conv+BN, 13× [dw conv, BN, pw conv, BN], FC",
+                            hint="BN + ReLU after every conv but the FC? global average pooling?")
     return "α = 0.5 and 1.0: 13 depthwise convs, parameters, map sizes and outputs match course.models.MobileNetV1"
 
 

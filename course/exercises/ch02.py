@@ -9,9 +9,9 @@ from torch import nn
 
 from ..blocks import InvertedResidual
 from ..measure import count_params
-from ..models import load_torchvision_weights, randomize_batchnorm, torchvision_reference
+from ..models import torchvision_reference
 from ..widgets.ch02_mobilenet_v2 import EMBED_DIMS, block_tensors, relu_roundtrip
-from . import ExerciseFailed, exercise
+from . import ExerciseFailed, assert_same_outputs, exercise
 
 # (in, out, stride, t, map size): residual, stride 2, channel change, t = 1 (no expansion layer)
 BLOCK_CASES = [(24, 24, 1, 6, 12), (24, 32, 2, 6, 13), (16, 24, 1, 6, 8), (32, 16, 1, 1, 8), (24, 24, 2, 6, 8)]
@@ -61,19 +61,9 @@ def compare_inverted_residual(block_cls) -> str:
                                      "the projection? The bottleneck must stay linear (Sec. 3.2)")
             raise ExerciseFailed(f"{where}: the last batch norm should be the block's last step (then the "
                                  "shortcut, if any)")
-        randomize_batchnorm(ref)
-        ref.eval()
-        try:
-            load_torchvision_weights(ours, ref)
-        except (ValueError, RuntimeError) as exc:
-            raise ExerciseFailed(f"{where}: could not load the reference weights into yours (order: [expand conv, "
-                                 f"BN,] depthwise conv, BN, project conv, BN): {exc}") from None
-        with torch.no_grad():
-            y, want = ours(x), ref(x)
-        diff = (y - want).abs().max().item()
-        if diff > 1e-4:
-            raise ExerciseFailed(f"{where}: with the reference weights loaded, outputs differ by up to {diff:.3g} "
-                                 "(ReLU6 after the expansion and the depthwise conv, none after the projection?)")
+        assert_same_outputs(ours, ref, x, where=where,
+                            order="[expand conv, BN,] depthwise conv, BN, project conv, BN",
+                            hint="ReLU6 after the expansion and the depthwise conv, none after the projection?")
     return f"{len(BLOCK_CASES)} configurations: parameters, residual rule, linear projection and outputs match"
 
 
@@ -88,23 +78,10 @@ def _check_mobilenet_v2(model_cls):
         blocks = sum(1 for m in ours.modules() if isinstance(m, nn.Conv2d) and m.groups > 1)
         raise ExerciseFailed(f"expected {want:,} parameters (torchvision's mobilenet_v2), got {count_params(ours):,}; "
                              f"you have {blocks} depthwise convs, Table 2 has 17 bottlenecks")
-    randomize_batchnorm(theirs)
-    theirs.eval()
-    try:
-        load_torchvision_weights(ours, theirs)
-    except (ValueError, RuntimeError) as exc:
-        raise ExerciseFailed(f"could not load torchvision's weights into yours (same tensors in the same order: "
-                             f"stem, 17 blocks, last 1×1 conv, classifier): {exc}") from None
-    ours.eval()
-    x = torch.randn(1, 3, 96, 96)
-    with torch.no_grad():
-        y, want_y = ours(x), theirs(x)
-    if tuple(y.shape) != (1, 1000):
-        raise ExerciseFailed(f"output shape for a (1, 3, 96, 96) input: expected (1, 1000), got {tuple(y.shape)}")
-    diff = (y - want_y).abs().max().item()
-    if diff > 1e-3:
-        raise ExerciseFailed(f"with torchvision's weights loaded, outputs differ by up to {diff:.3g} (strides: only "
-                             "the first block of each row has stride s; residual only at stride 1 and in == out)")
+    assert_same_outputs(ours, theirs, torch.randn(1, 3, 96, 96), atol=1e-3,
+                        order="stem, 17 blocks, last 1×1 conv, classifier",
+                        hint="strides: only the first block of each row has stride s; "
+                             "residual only at stride 1 and in == out")
     return f"{want:,} parameters; same output as torchvision's mobilenet_v2 with its weights"
 
 

@@ -10,9 +10,8 @@ from torch import nn
 
 from ..blocks import ShuffleV2Block
 from ..measure import count_params, mac_conv1x1
-from ..models import load_torchvision_weights
 from ..widgets.ch05_shufflenet_v2 import mac_curve
-from . import ExerciseFailed, exercise
+from . import ExerciseFailed, assert_same_outputs, exercise
 
 
 @exercise("5.1", "Memory access cost of a 1×1 convolution", points=1)
@@ -67,17 +66,8 @@ def _check_unit(unit_cls):
         if not torch.equal(y[:, 0::2], x[:, :half]):
             raise ExerciseFailed("the first half of the input channels should pass through untouched (channel "
                                  "split) and land on the even channels after concat + shuffle(2); it does not")
-        try:
-            load_torchvision_weights(unit, ref)
-        except ValueError as exc:
-            raise ExerciseFailed(f"cannot copy ShuffleV2Block's weights into yours in order: {exc} (register conv, "
-                                 "BN, conv, BN, conv, BN in the branch's order)") from None
-        ref.eval()
-        with torch.no_grad():
-            diff = float((unit(x) - ref(x)).abs().max())
-        if not diff < 1e-5:
-            raise ExerciseFailed(f"with ShuffleV2Block's weights loaded the outputs differ by up to {diff:.3g} "
-                                 "(check ReLU placement: none after the depthwise conv; concat then shuffle)")
+        assert_same_outputs(unit, ref, x, atol=1e-5, order="conv, BN, conv, BN, conv, BN in the branch",
+                            hint="check ReLU placement: none after the depthwise conv; concat then shuffle")
     return "split, equal widths, no group conv, and outputs equal to ShuffleV2Block for 116 and 48 channels"
 
 
