@@ -17,9 +17,13 @@ $(STAMP): pyproject.toml
 lab: $(STAMP)
 	$(BIN)/jupyter lab notebooks/
 
-# Unit tests, then every notebook through nbval, then the browser check — all in quick mode.
+# Unit tests, every notebook through nbval, graded chapters and the browser check, all in quick
+# mode. Two workers, one file each at a time (a notebook's cells share one kernel); one thread
+# per process so the workers do not fight over the cores.
 test: $(STAMP)
-	COURSE_QUICK=1 $(BIN)/python -m pytest tests notebooks --ignore=tests/fixtures --nbval-lax --nbval-current-env --nbval-cell-timeout=600 -p no:cacheprovider
+	COURSE_QUICK=1 OMP_NUM_THREADS=1 $(BIN)/python -m pytest tests notebooks --ignore=tests/fixtures \
+		-n 2 --dist loadfile --nbval-lax --nbval-current-env --nbval-cell-timeout=600 \
+		-p no:cacheprovider --durations=15
 
 unit: $(STAMP)
 	COURSE_QUICK=1 $(BIN)/python -m pytest tests -m "not browser and not slow"
