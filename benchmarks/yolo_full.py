@@ -1,9 +1,13 @@
-"""Train every shipped YOLOv5n variant on the shapes dataset; record time, speed and mAP.
+"""Train every shipped detector of chapter 6 with the course's recipe; record time, speed and mAP.
 
-The reference run of chapter 6: ``python benchmarks/yolo_full.py`` (``COURSE_QUICK=1`` for the CI
-recipe). Each model gets a wall-time budget (15 min on a 2-core CPU for the full recipe); a callback
-stops training at the end of the epoch that crosses it, so the recorded mAP is what fits in it.
-Results go to ``results/yolo_full_cpu.json`` (``results/yolo_quick_cpu.json`` in quick mode).
+The reference run of chapter 6: ``python benchmarks/yolo_full.py`` (``COURSE_QUICK=1`` or
+``--recipe quick`` for the CI recipe). The recipe is ``course.yolo.train.recipe()``: the same one
+the CLI and the notebook use. Each detector gets the recipe's wall-time cap (15 min on a 2-core
+CPU for "full"); a callback stops training when one more epoch would cross it, so the recorded
+mAP is what fits in it. Results go to ``results/yolo_full_cpu.json`` (``yolo_quick_cpu.json`` in
+quick mode) in the schema ``course.widgets.ch06_yolo.load_reference`` reads, plus a figure of the
+loss and mAP curves. ``--models`` runs a subset; rows of other detectors trained with the same
+recipe are kept. ``--replot`` rebuilds the metadata, table and figure from the JSON without training.
 """
 
 from __future__ import annotations
@@ -18,87 +22,174 @@ from pathlib import Path
 
 import torch
 
-from course.env import device_name, pick
-from course.measure import count_params, latency
+from course.env import cpu_model, device_name, pick
+from course.measure import count_flops, count_params, latency
+from course.widgets.ch06_yolo import DETECTORS
 from course.yolo.data import make_shapes
-from course.yolo.train import train
+from course.yolo.export import DecodedOutput
+from course.yolo.train import RECIPES, RUN_KEYS, recipe, train
 from course.yolo.val import load_model
 
 REPO = Path(__file__).resolve().parents[1]
-MODELS = ("yolov5n.yaml", "yolov5n-mobilenetv3small.yaml", "yolov5n-shufflenetv2.yaml")
-
-RECIPES = {
-    # Objects of 10-64 px on 128-px images: every object covers at least ~1.5 P3 cells.
-    # nbs = batch: no gradient accumulation, so a short run still makes ~1000 optimizer steps.
-    "full": dict(n_train=500, n_val=100, imgsz=128, size_range=(10, 64), objects=(2, 6), epochs=40, batch=16,
-                 nbs=16, time_budget_s=15 * 60, cache=True),
-    "quick": dict(n_train=16, n_val=8, imgsz=64, size_range=(8, 32), objects=(1, 3), epochs=1, batch=8,
-                  nbs=8, time_budget_s=120, cache=True),
-}
+DATA_KEYS = ("n_train", "n_val", "imgsz", "classes", "objects", "size_range")
+TRAIN_KEYS = ("epochs", "imgsz", "batch_size", "nbs", "hyp", "cache", "ema_tau", "cos_lr")
 
 
-def budget_callback(budget_s: float):
-    """Stop after the epoch in which the run's wall time passes ``budget_s``."""
-    start = time.perf_counter()
-    return {"on_epoch_end": lambda epoch, metrics: time.perf_counter() - start > budget_s}
+def budget_callback(budget_s: float, log=None):
+    """Stop when one more epoch (as long as the last) would pass ``budget_s``; print one line per epoch."""
+    start, last = time.perf_counter(), [time.perf_counter()]
+
+    def on_epoch_end(epoch, row):
+        now = time.perf_counter()
+        elapsed, epoch_s, last[0] = now - start, now - last[0], now
+        if log:
+            print(f"[{log}] epoch {epoch + 1} {elapsed:.0f}s P {row['precision']:.3f} R {row['recall']:.3f} "
+                  f"mAP50 {row['map50']:.3f} mAP {row['map']:.3f} load {os.getloadavg()[0]:.1f}", flush=True)
+        return elapsed + epoch_s > budget_s
+
+    return {"on_epoch_end": on_epoch_end}
 
 
-def run(recipe: dict, models=MODELS, root: Path = REPO / "data" / "shapes_bench", project: Path = REPO / "runs" / "bench",
-        device: str = "cpu") -> list[dict]:
-    data = make_shapes(root / f"{recipe['imgsz']}px", n_train=recipe["n_train"], n_val=recipe["n_val"],
-                       imgsz=recipe["imgsz"], size_range=recipe["size_range"], objects=recipe["objects"], seed=0)
-    rows = []
-    for cfg in models:
-        load_before = os.getloadavg()[0]
-        result = train(cfg, data, epochs=recipe["epochs"], imgsz=recipe["imgsz"], batch_size=recipe["batch"],
-                       nbs=recipe["nbs"], device=device, project=project, name=Path(cfg).stem, cache=recipe["cache"],
-                       callbacks=budget_callback(recipe["time_budget_s"]), progress=True)
-        model = load_model(result.best, device)
-        bs = recipe["batch"]
-        lat1 = latency(model, (1, 3, recipe["imgsz"], recipe["imgsz"]), device=device)
-        latb = latency(model, (bs, 3, recipe["imgsz"], recipe["imgsz"]), device=device)
-        best = max(result.history, key=lambda r: r["fitness"])
-        rows.append(dict(
-            model=Path(cfg).stem, params=count_params(model), epochs_run=len(result.history),
-            epochs_planned=recipe["epochs"], stopped_by_budget=result.stopped_early,
-            wall_time_s=round(result.wall_time_s, 1), train_images_per_s=round(result.train_images_per_s, 2),
-            inference_images_per_s_batch1=round(lat1.per_second, 1),
-            inference_images_per_s=round(latb.per_second, 1), inference_batch=bs,
-            map50=round(best["map50"], 4), map=round(best["map"], 4), final_map50=round(result.final["map50"], 4),
-            best_epoch=best["epoch"], imgsz=recipe["imgsz"], n_train=recipe["n_train"], n_val=recipe["n_val"],
-            device=device_name(device), threads=torch.get_num_threads(), torch=str(torch.__version__),
-            loadavg_before=round(load_before, 2), loadavg_after=round(os.getloadavg()[0], 2),
-            date=datetime.datetime.now().isoformat(timespec="seconds"), host=platform.node(),
-        ))
-        print(json.dumps(rows[-1]))
-    return rows
+def make_data(rec: dict, root: Path = REPO / "data" / "shapes_bench") -> Path:
+    """The recipe's shapes dataset (reused when already generated with the same arguments)."""
+    return make_shapes(root / f"{rec['imgsz']}px", seed=0, **{k: rec[k] for k in DATA_KEYS if k in rec})
 
 
-def table(rows: list[dict]) -> str:
-    head = f"{'model':<30}{'params':>10}{'epochs':>8}{'wall s':>9}{'train img/s':>13}{'infer img/s':>13}{'mAP50':>8}{'mAP':>8}"
-    lines = [head] + [f"{r['model']:<30}{r['params']:>10,}{r['epochs_run']:>8}{r['wall_time_s']:>9.0f}"
-                      f"{r['train_images_per_s']:>13.1f}{r['inference_images_per_s']:>13.1f}"
-                      f"{r['map50']:>8.3f}{r['map']:>8.3f}" for r in rows]
-    return "\n".join(lines)
+def run_one(name: str, cfg: str, rec: dict, data: Path, project: Path, device: str = "cpu") -> dict:
+    """Train one detector, then measure its best checkpoint; one ``models`` entry of the reference JSON."""
+    load_start = os.getloadavg()
+    result = train(cfg, data, device=device, project=project, name=Path(cfg).stem, progress=False,
+                   callbacks=budget_callback(rec["time_budget_s"], log=name),
+                   **{k: rec[k] for k in TRAIN_KEYS if k in rec})
+    load_end = os.getloadavg()
+    best = max(result.history, key=lambda r: r["fitness"])
+    return dict(
+        name=name, cfg=cfg, **measure(result.best, rec["imgsz"]),
+        train_time_s=round(result.wall_time_s, 1), train_images_per_s=round(result.train_images_per_s, 2),
+        epochs_run=len(result.history), epochs_planned=rec["epochs"], stopped_by_budget=result.stopped_early,
+        map50=round(best["map50"], 4), map=round(best["map"], 4), precision=round(best["precision"], 4),
+        recall=round(best["recall"], 4), best_epoch=best["epoch"], final_map50=round(result.final["map50"], 4),
+        final_map=round(result.final["map"], 4), meets_target=bool(best["map50"] >= 0.90 and
+                                                                     result.wall_time_s <= rec["time_budget_s"]),
+        threads=torch.get_num_threads(), loadavg_start=[round(v, 2) for v in load_start],
+        loadavg_end=[round(v, 2) for v in load_end], date=datetime.datetime.now().isoformat(timespec="seconds"),
+        history=[{k: round(v, 5) if isinstance(v, float) else v for k, v in row.items()} for row in result.history],
+    )
 
 
-def main(argv=None) -> list[dict]:
+def measure(weights: Path, imgsz: int) -> dict:
+    """Params, GFLOPs (2 x multiply-adds, YOLOv5's convention) and batch-1 CPU latency of a checkpoint."""
+    model = DecodedOutput(load_model(weights, "cpu").eval())
+    ms = {s: latency(model, (1, 3, s, s), device="cpu") for s in (imgsz, 320, 640)}
+    return dict(params=count_params(model), gflops=round(2 * count_flops(model, (1, 3, 640, 640)) / 1e9, 3),
+                gflops_train_imgsz=round(2 * count_flops(model, (1, 3, imgsz, imgsz)) / 1e9, 3),
+                cpu_ms_320=round(ms[320].median_ms, 2), cpu_ms_640=round(ms[640].median_ms, 2),
+                cpu_ms_train_imgsz=round(ms[imgsz].median_ms, 2), inference_images_per_s=round(ms[imgsz].per_second, 1),
+                latency_loadavg=round(os.getloadavg()[0], 2))
+
+
+def plot(ref: dict, path: Path) -> None:
+    """Training loss and val mAP@0.5 per epoch of every detector in ``ref``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.8))
+    for m in ref["models"]:
+        h = m["history"]
+        a.plot([r["epoch"] + 1 for r in h], [r["loss"] for r in h], label=m["name"])
+        b.plot([r["epoch"] + 1 for r in h], [r["map50"] for r in h], label=f"{m['name']} ({m['map50']:.3f})")
+    a.set(xlabel="epoch", ylabel="train loss (box + obj + cls)", title="training loss")
+    b.axhline(0.9, color="grey", lw=0.8, ls="--")
+    b.set(xlabel="epoch", ylabel="val mAP@0.5", ylim=(0, 1), title="val mAP@0.5 (EMA weights)")
+    a.legend()
+    b.legend(loc="lower right")
+    meta = ref["meta"]
+    fig.suptitle(f"shapes, {meta['recipe']['imgsz']} px, {meta['device']}, torch {meta['torch_version']}", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def table(models: list[dict]) -> str:
+    head = (f"{'detector':<19}{'params':>10}{'GFLOPs':>8}{'epochs':>7}{'wall s':>8}{'train img/s':>12}"
+            f"{'infer img/s':>12}{'mAP50':>7}{'mAP':>7}{'load':>12}")
+    return "\n".join([head] + [
+        f"{m['name']:<19}{m['params']:>10,}{m['gflops']:>8.2f}{m['epochs_run']:>7}{m['train_time_s']:>8.0f}"
+        f"{m['train_images_per_s']:>12.1f}{m['inference_images_per_s']:>12.1f}{m['map50']:>7.3f}{m['map']:>7.3f}"
+        f"{m['loadavg_start'][0]:>6.1f}-{m['loadavg_end'][0]:<5.1f}" for m in models])
+
+
+def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--recipe", choices=sorted(RECIPES), default=pick("full", "quick"))
-    parser.add_argument("--models", nargs="+", default=list(MODELS))
+    parser.add_argument("--models", nargs="+", choices=list(DETECTORS), default=list(DETECTORS))
+    parser.add_argument("--threads", type=int,
+                        help="default: the recipe's ('auto': 2 if the load average is < 1, else 1)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--out", type=Path)
+    parser.add_argument("--project", type=Path, default=REPO / "runs" / "bench")
+    parser.add_argument("--note", help="appended to meta.load_note (e.g. what else ran at the same time)")
+    parser.add_argument("--replot", action="store_true", help="no training: rebuild meta, table and figure")
+    parser.add_argument("--remeasure", action="store_true",
+                        help="with --replot: time the saved best.pt again (e.g. on a quieter machine)")
     args = parser.parse_args(argv)
-    recipe = RECIPES[args.recipe]
-    rows = run(recipe, args.models, device=args.device)
+    rec = recipe(args.recipe)
+    threads = args.threads or rec["threads"]
+    if threads == "auto":
+        threads = 2 if os.getloadavg()[0] < 1.0 else 1
+    if threads < 1:
+        raise ValueError(f"--threads must be >= 1, got {threads}")
+    torch.set_num_threads(threads)
     out = args.out or REPO / "results" / f"yolo_{args.recipe}_{torch.device(args.device).type}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
+    plain_recipe = json.loads(json.dumps(rec))
+
     previous = json.loads(out.read_text()) if out.exists() else {}
-    merged = {r["model"]: r for r in previous.get("runs", [])} | {r["model"]: r for r in rows}
-    out.write_text(json.dumps(dict(recipe=args.recipe, settings=recipe, runs=list(merged.values())), indent=2))
-    print(table(rows))
-    print(f"-> {out}")
-    return rows
+    same_recipe = previous.get("meta", {}).get("recipe") == plain_recipe
+    fresh = []
+    if not args.replot:
+        data = make_data(rec)
+        for name in args.models:
+            fresh.append(run_one(name, DETECTORS[name], rec, data, args.project, args.device))
+            print(json.dumps({k: v for k, v in fresh[-1].items() if k != "history"}), flush=True)
+        previous = json.loads(out.read_text()) if out.exists() else {}  # another process may have written
+        same_recipe = previous.get("meta", {}).get("recipe") == plain_recipe
+    elif not same_recipe:
+        raise ValueError(f"--replot: {out} was not made with the {args.recipe!r} recipe of course.yolo.train")
+
+    kept = previous.get("models", []) if same_recipe else []
+    if args.replot and args.remeasure:
+        for m in kept:
+            m.update(measure(args.project / Path(m["cfg"]).stem / "weights" / "best.pt", rec["imgsz"]))
+    merged = {m["name"]: m for m in kept} | {m["name"]: m for m in fresh}
+    models = [merged[n] for n in DETECTORS if n in merged]
+    loads = "; ".join(f"{m['name']} {m['loadavg_start'][0]:.1f} -> {m['loadavg_end'][0]:.1f}" for m in models)
+    used = sorted({m["threads"] for m in models}) or [threads]
+    meta = dict(
+        device=(f"CPU ({cpu_model()}, {'/'.join(map(str, used))} thread{'s' if used != [1] else ''})"
+                if torch.device(args.device).type == "cpu" else device_name(args.device)),
+        cpu=cpu_model(), threads=used[0] if len(used) == 1 else used, torch_version=str(torch.__version__),
+        python=platform.python_version(), date=datetime.datetime.now().isoformat(timespec="seconds"),
+        recipe=plain_recipe, recipe_name=args.recipe, run_keys=list(RUN_KEYS),
+        target="mAP@0.5 >= 0.90 on val within the recipe's time_budget_s per detector",
+        eval="val split (own seed stream, never trained on), conf 0.001, NMS IoU 0.6, 101-point COCO-style AP; "
+             "map50/map are the best-fitness epoch (the saved best.pt)",
+        latency="batch 1, fp32, median of torch.utils.benchmark, decoded output, same thread count",
+        loadavg_start=min((m["loadavg_start"] for m in models), default=None),
+        loadavg_end=max((m["loadavg_end"] for m in models), default=None),
+        load_note=(f"1-min load average at start -> end of each detector's run on {os.cpu_count()} cores: {loads} "
+                   "(a shared machine: load above the thread count slows training)"
+                   + (f". {args.note}" if args.note else previous.get("meta", {}).get("note_suffix", ""))),
+        note_suffix=f". {args.note}" if args.note else previous.get("meta", {}).get("note_suffix", ""),
+    )
+    ref = dict(meta=meta, models=models)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(ref, indent=1))
+    plot(ref, out.with_suffix(".png"))
+    print(table(models))
+    print(f"-> {out}, {out.with_suffix('.png')}")
+    return ref
 
 
 if __name__ == "__main__":

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import inspect
+import json
 import math
 import os
 import subprocess
@@ -18,7 +20,8 @@ from torch import nn
 from course.yolo.data import YoloDataset, create_dataloader, make_shapes
 from course.yolo.ema import ModelEMA, auto_tau
 from course.yolo.model import DetectionModel
-from course.yolo.train import build_optimizer, fitness, lr_factor, resolve_cfg, train
+from course.yolo.train import (RECIPES, RUN_KEYS, _merge_hyp, build_optimizer, fitness, lr_factor, recipe,
+                               resolve_cfg, train)
 from course.yolo.val import evaluate, load_model, predict, targets_to_pixels
 
 REPO = Path(__file__).resolve().parents[1]
@@ -231,3 +234,40 @@ def test_bad_arguments_raise_before_training(tiny_data, tmp_path):
         predict(model, torch.zeros(3, 64, 64), conf_thres=2)
     with pytest.raises(ValueError, match="multiples of the largest stride"):
         predict(model, torch.zeros(3, 50, 64))
+
+
+@pytest.mark.parametrize("mode", sorted(RECIPES))
+def test_recipes_hold_only_arguments_train_and_make_shapes_accept(mode, tmp_path):
+    rec = recipe(mode)
+    accepted = set(inspect.signature(train).parameters) | set(inspect.signature(make_shapes).parameters)
+    assert set(rec) - accepted == set(RUN_KEYS)
+    assert {"n_train", "n_val", "imgsz", "epochs", "batch_size", "hyp"} <= set(rec)
+    assert _merge_hyp(rec["hyp"])["cls"] == rec["hyp"]["cls"]  # every override is a known hyp key
+    assert len(rec["classes"]) >= 3 and rec["objects"][1] >= 3 and rec["imgsz"] % 32 == 0
+    assert rec["size_range"][0] <= rec["imgsz"] / 8 < rec["size_range"][1]  # small and large objects
+    rec["hyp"]["cls"] = -1.0
+    assert recipe(mode)["hyp"]["cls"] > 0  # a copy: callers cannot change the shared recipe
+
+
+def test_recipe_follows_quick_mode_and_rejects_unknown_modes(monkeypatch):
+    monkeypatch.setenv("COURSE_QUICK", "1")
+    assert recipe() == RECIPES["quick"]
+    monkeypatch.setenv("COURSE_QUICK", "0")
+    assert recipe() == RECIPES["full"]
+    with pytest.raises(ValueError, match="mode must be None or one of"):
+        recipe("medium")
+
+
+def test_cli_recipe_fills_the_unset_flags(tmp_path, one_thread):
+    from course.yolo.train import main
+
+    result = main(["--recipe", "quick", "--cfg", "yolov5n.yaml", "--shapes", str(tmp_path / "shapes"), "--device",
+                   "cpu", "--project", str(tmp_path), "--name", "cli", "--quiet"])
+    quick = RECIPES["quick"]
+    stamp = json.loads((tmp_path / "shapes" / ".shapes.json").read_text())
+    assert (stamp["n_train"], stamp["imgsz"], stamp["objects"]) == (quick["n_train"], quick["imgsz"],
+                                                                     list(quick["objects"]))
+    run = torch.load(result.last, weights_only=True)["config"]
+    assert (run["epochs"], run["imgsz"], run["batch_size"], run["nbs"]) == (
+        quick["epochs"], quick["imgsz"], quick["batch_size"], quick["nbs"])
+    assert run["hyp"]["cls"] == quick["hyp"]["cls"]

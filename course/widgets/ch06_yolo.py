@@ -16,7 +16,6 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import torch
 
-from ..env import pick
 from ..viz import WidgetHandle
 from ..measure import count_flops, count_params
 from ..yolo import DetectionModel, ModelConfigError, load_cfg
@@ -270,21 +269,11 @@ def trap_demos() -> list[dict]:
 # --------------------------------------------------------------------------- training
 
 
-_FALLBACK_RECIPES = {
-    "full": dict(n_train=800, n_val=200, imgsz=320, epochs=30, batch_size=16, cache=True),
-    "quick": dict(n_train=16, n_val=8, imgsz=128, epochs=1, batch_size=8, cache=True),
-}
-
-
 def recipe() -> dict:
-    """The training recipe of this mode: ``course.yolo.train.RECIPES`` (``pick(full, quick)``), else a fallback."""
-    from ..yolo import train as T
+    """The training recipe of this mode: ``course.yolo.train.recipe()`` (``pick(full, quick)``), a copy."""
+    from ..yolo.train import recipe as shared_recipe
 
-    recipes = getattr(T, "RECIPES", None) or _FALLBACK_RECIPES
-    chosen = dict(pick(recipes["full"], recipes["quick"]))
-    chosen.setdefault("source", "course.yolo.train.RECIPES" if getattr(T, "RECIPES", None) else
-                      "ch06 fallback (course.yolo.train.RECIPES not found)")
-    return chosen
+    return dict(shared_recipe(), source="course.yolo.train.RECIPES")
 
 
 def _train_kwargs(rec: dict) -> dict:

@@ -15,12 +15,14 @@ The recipe (``ultralytics/yolov5:train.py``, ``data/hyps/hyp.scratch-low.yaml``)
 * Mixed precision only on CUDA; fp32 on CPU.
 
 Run ``python -m course.yolo.train --cfg yolov5n.yaml --data data.yaml --epochs 30 --imgsz 320``,
-or the same under ``torchrun --nproc_per_node=N`` for DistributedDataParallel.
+or the same under ``torchrun --nproc_per_node=N`` for DistributedDataParallel;
+``--recipe full --shapes DIR`` trains on the course's recipe (``RECIPES``, shared with chapter 6).
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import math
 import os
 import time
@@ -34,13 +36,53 @@ import yaml
 from torch import nn
 from tqdm.auto import tqdm
 
-from course.env import seed_everything
+from course.env import pick, seed_everything
 from course.yolo.ema import ModelEMA, auto_tau, unwrap
 
 CFG_DIR = Path(__file__).resolve().parent / "cfg"
 CALLBACK_EVENTS = ("on_train_start", "on_epoch_end", "on_train_end")
 MIN_WARMUP_ITERS = 100
 MAX_GRAD_NORM = 10.0
+
+# The course's one training recipe on the shapes dataset, read by the CLI (``--recipe``),
+# ``benchmarks/yolo_full.py`` and chapter 6. Keys are ``make_shapes`` or ``train`` arguments, plus
+# RUN_KEYS for the runner. "full" must reach mAP@0.5 >= 0.90 on val for every shipped detector in
+# <= 15 min on a 2-core CPU (results/yolo_full_cpu.json); "quick" only proves the code runs.
+RECIPES = {
+    "full": dict(
+        # Dataset: 4 classes, 2-6 objects on cluttered textured backgrounds, 10-64 px objects on
+        # 128-px images (the smallest spans 1.25 cells of the stride-8 P3 map). 128 px, not 192:
+        # learning here is limited by optimizer steps, and 128 px gives 2.25x the steps per minute.
+        n_train=1000, n_val=100, imgsz=128, classes=("circle", "square", "triangle", "cross"),
+        objects=(2, 6), size_range=(10.0, 64.0),
+        # nbs = batch: no gradient accumulation, ~63 optimizer steps per epoch, ~2500 in all (the
+        # mAP of this from-scratch detector is still climbing steeply at 1000 steps).
+        epochs=40, batch_size=16, nbs=16, cache=True, ema_tau="auto",
+        hyp=dict(
+            # scale_hyp multiplies cls by nc/80*3/nl = 0.05 for 4 classes: 0.5 -> 0.025, and the
+            # class loss barely moved. 2.0 makes the effective gain 0.1. More is worse: gradients
+            # (norm 15-170 early) are clipped to norm 10, so a dominant class term (8.0 -> 0.4:
+            # cls 0.71 vs box 0.12, obj 0.03) takes the step from box and objectness, and mAP@0.5
+            # after 10 epochs fell from 0.08-0.13 to 0.01 in our probes.
+            cls=2.0,
+            # Clipped steps have norm lr*10, so lr sets the pace: 0.02 reached mAP@0.5 0.02-0.08
+            # after 12 epochs, 0.05 0.60 (YOLOv5n), 0.1 0.32 (YOLOv5n; 0.68 MobileNetV3). 2-epoch warm-up.
+            lr0=0.05, warmup_epochs=2.0,
+            # Zoom of +-25 % instead of +-50 %: at 0.5x the 10-px objects fall below one P3 cell.
+            scale=0.25,
+        ),
+        # "auto": 2 threads on an idle machine, 1 when the load average is >= 1 (two OpenMP threads
+        # competing with other processes on 2 cores ran 10-100x slower here).
+        threads="auto", time_budget_s=15 * 60,
+    ),
+    "quick": dict(
+        n_train=16, n_val=8, imgsz=64, classes=("circle", "square", "triangle", "cross"),
+        objects=(1, 3), size_range=(8.0, 32.0),
+        epochs=1, batch_size=8, nbs=8, cache=True, ema_tau="auto", hyp=dict(cls=2.0, lr0=0.05, warmup_epochs=2.0),
+        threads="auto", time_budget_s=120,
+    ),
+}
+RUN_KEYS = ("threads", "time_budget_s")  # for the runner: thread count ("auto" or int), cap per detector
 
 
 @dataclass
@@ -67,6 +109,15 @@ class TrainResult:
 def fitness(metrics: dict) -> float:
     """YOLOv5's checkpoint score: mostly mAP@0.5:0.95, a little mAP@0.5."""
     return 0.1 * float(metrics["map50"]) + 0.9 * float(metrics["map"])
+
+
+def recipe(mode: str | None = None) -> dict:
+    """A copy of ``RECIPES[mode]``; ``mode=None`` picks "full", or "quick" under ``COURSE_QUICK=1``."""
+    if mode is None:
+        mode = pick("full", "quick")
+    if mode not in RECIPES:
+        raise ValueError(f"mode must be None or one of {sorted(RECIPES)}, got {mode!r}")
+    return copy.deepcopy(RECIPES[mode])
 
 
 def resolve_cfg(cfg):
@@ -400,9 +451,12 @@ def main(argv=None) -> TrainResult:
     parser.add_argument("--cfg", help=f"model YAML: a path or a name in {CFG_DIR} (e.g. yolov5n.yaml)")
     parser.add_argument("--data", help="dataset YAML; with --shapes, generated there when missing")
     parser.add_argument("--shapes", help="folder for the synthetic shapes dataset (made if --data is missing)")
-    parser.add_argument("--epochs", type=int, default=30)
-    parser.add_argument("--imgsz", "--img", type=int, default=320)
-    parser.add_argument("--batch", type=int, default=16, help="total batch over all processes")
+    parser.add_argument("--recipe", choices=sorted(RECIPES),
+                        help="take data size, epochs, imgsz, batch, nbs, hyp and cache from RECIPES[name]; "
+                             "flags given explicitly still win")
+    parser.add_argument("--epochs", type=int, help="default 30 (or the recipe's)")
+    parser.add_argument("--imgsz", "--img", type=int, help="default 320 (or the recipe's)")
+    parser.add_argument("--batch", type=int, help="total batch over all processes; default 16 (or the recipe's)")
     parser.add_argument("--hyp", help="YAML with hyperparameters overriding hyp.scratch-low")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     parser.add_argument("--seed", type=int, default=0)
@@ -414,6 +468,12 @@ def main(argv=None) -> TrainResult:
     parser.add_argument("--cache", action="store_true", help="keep decoded images in RAM")
     parser.add_argument("--quiet", action="store_true", help="no progress bars or epoch lines")
     args = parser.parse_args(argv)
+    rec = recipe(args.recipe) if args.recipe else dict(epochs=30, imgsz=320, batch_size=16)
+    epochs = args.epochs if args.epochs is not None else rec["epochs"]
+    imgsz = args.imgsz if args.imgsz is not None else rec["imgsz"]
+    batch = args.batch if args.batch is not None else rec["batch_size"]
+    extra = {k: rec[k] for k in ("nbs", "ema_tau") if k in rec}
+    shape_args = {k: rec[k] for k in ("n_train", "n_val", "classes", "objects", "size_range") if k in rec}
 
     data = args.data
     if not args.resume and args.shapes and (data is None or not Path(data).is_file()):
@@ -421,17 +481,18 @@ def main(argv=None) -> TrainResult:
 
         rank, _, world = setup_distributed(select_device(args.device).type)
         if rank <= 0:
-            data = str(make_shapes(args.shapes, imgsz=args.imgsz, seed=args.seed))
+            data = str(make_shapes(args.shapes, imgsz=imgsz, seed=args.seed, **shape_args))
         if world > 1:
             dist.barrier()
             data = str(Path(args.shapes).resolve() / "data.yaml")
     if not args.resume and (args.cfg is None or data is None):
         parser.error("--cfg and --data (or --shapes DIR) are required unless --resume is given")
     try:
-        return train(args.cfg, data, epochs=args.epochs, imgsz=args.imgsz, batch_size=args.batch, hyp=args.hyp,
+        return train(args.cfg, data, epochs=epochs, imgsz=imgsz, batch_size=batch,
+                     hyp=args.hyp or rec.get("hyp"),
                      device=args.device, seed=args.seed, project=args.project, name=args.name,
                      resume=args.resume, workers=args.workers, progress=not args.quiet, cos_lr=args.cos_lr,
-                     cache=args.cache)
+                     cache=args.cache or rec.get("cache", False), **extra)
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()
