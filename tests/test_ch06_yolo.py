@@ -188,6 +188,7 @@ def _swap_solution():
 
 def test_exercise_6_1_passes_and_fails_helpfully():
     check("6.1", _swap_solution())
+    check("6.1", _swap_solution)  # the function itself, as the notebook passes it
     import yaml
 
     check("6.1", yaml.safe_dump(_swap_solution()))  # a YAML string works too
