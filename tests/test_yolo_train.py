@@ -19,9 +19,8 @@ from torch import nn
 
 from course.yolo.data import YoloDataset, create_dataloader, make_shapes
 from course.yolo.ema import ModelEMA, auto_tau
-from course.yolo.model import DetectionModel
-from course.yolo.train import (RECIPES, RUN_KEYS, _merge_hyp, build_optimizer, fitness, lr_factor, recipe,
-                               resolve_cfg, train)
+from course.yolo.model import DetectionModel, load_cfg
+from course.yolo.train import (RECIPES, RUN_KEYS, _merge_hyp, build_optimizer, fitness, lr_factor, recipe, train)
 from course.yolo.val import evaluate, load_model, predict, targets_to_pixels
 
 REPO = Path(__file__).resolve().parents[1]
@@ -216,7 +215,7 @@ def test_ema_ramps_and_tracks():
 
 
 def test_bad_arguments_raise_before_training(tiny_data, tmp_path):
-    with pytest.raises(ValueError, match="cfg 'nope.yaml'"):
+    with pytest.raises(ValueError, match="cfg='nope.yaml': no such file"):
         train("nope.yaml", tiny_data, project=tmp_path)
     with pytest.raises(ValueError, match="imgsz must be a multiple of 32"):
         train("yolov5n.yaml", tiny_data, imgsz=100, project=tmp_path)
@@ -228,7 +227,7 @@ def test_bad_arguments_raise_before_training(tiny_data, tmp_path):
         train(resume=True, project=tmp_path, name="never")
     with pytest.raises(ValueError, match="device"):
         train("yolov5n.yaml", tiny_data, project=tmp_path, device="tpu")
-    assert resolve_cfg("yolov5n") == resolve_cfg("yolov5n.yaml")
+    assert load_cfg("yolov5n") == load_cfg("yolov5n.yaml")
     model = DetectionModel("yolov5n.yaml", nc=4)
     with pytest.raises(ValueError, match="conf_thres"):
         predict(model, torch.zeros(3, 64, 64), conf_thres=2)

@@ -38,8 +38,8 @@ from tqdm.auto import tqdm
 
 from course.env import pick, seed_everything
 from course.yolo.ema import ModelEMA, auto_tau, unwrap
+from course.yolo.model import CFG_DIR
 
-CFG_DIR = Path(__file__).resolve().parent / "cfg"
 CALLBACK_EVENTS = ("on_train_start", "on_epoch_end", "on_train_end")
 MIN_WARMUP_ITERS = 100
 MAX_GRAD_NORM = 10.0
@@ -118,20 +118,6 @@ def recipe(mode: str | None = None) -> dict:
     if mode not in RECIPES:
         raise ValueError(f"mode must be None or one of {sorted(RECIPES)}, got {mode!r}")
     return copy.deepcopy(RECIPES[mode])
-
-
-def resolve_cfg(cfg):
-    """A model YAML: a dict, a path, or a bare name found in ``course/yolo/cfg/``."""
-    if isinstance(cfg, dict):
-        return cfg
-    if not isinstance(cfg, (str, Path)):
-        raise ValueError(f"cfg must be a dict, a path or a name in {CFG_DIR}, got {type(cfg).__name__}")
-    path = Path(cfg)
-    for candidate in (path, CFG_DIR / path, CFG_DIR / f"{path}.yaml"):
-        if candidate.is_file():
-            return candidate
-    shipped = sorted(p.name for p in CFG_DIR.glob("*.yaml"))
-    raise ValueError(f"cfg {str(cfg)!r} is neither a file nor one of the shipped configs {shipped}")
 
 
 def select_device(device="auto", local_rank: int = -1) -> torch.device:
@@ -258,7 +244,7 @@ def train(cfg=None, data=None, epochs: int = 30, imgsz: int = 320, batch_size: i
     """
     from course.yolo.data import YoloDataset, create_dataloader, load_data_config
     from course.yolo.loss import ComputeLoss, scale_hyp
-    from course.yolo.model import DetectionModel
+    from course.yolo.model import DetectionModel, load_cfg
     from course.yolo.val import evaluate
 
     save_dir = Path(project) / name
@@ -270,7 +256,7 @@ def train(cfg=None, data=None, epochs: int = 30, imgsz: int = 320, batch_size: i
         hyp, seed, cos_lr, ema_tau, nbs = run["hyp"], run["seed"], run["cos_lr"], run["ema_tau"], run["nbs"]
     if cfg is None or data is None:
         raise ValueError(f"cfg and data are required unless resume is set, got cfg={cfg!r}, data={data!r}")
-    cfg = resolve_cfg(cfg)
+    cfg = load_cfg(cfg)
     for arg, value in (("epochs", epochs), ("batch_size", batch_size), ("nbs", nbs), ("save_period", save_period)):
         _check_positive_int(arg, value)
     _check_positive_int("workers", workers, minimum=0)
