@@ -10,8 +10,8 @@ import torch
 import yaml
 from PIL import Image
 
-from course.yolo.data import (DatasetWarning, YoloDataset, create_dataloader, img2label_path, letterbox,
-                              load_data_config, make_shapes)
+from course.yolo.data import (SHAPE_CLASSES, DatasetWarning, YoloDataset, _object_size, _shape_polygon,
+                              create_dataloader, img2label_path, letterbox, load_data_config, make_shapes)
 from course.yolo.postprocess import scale_boxes, xywh2xyxy
 
 
@@ -88,6 +88,29 @@ def test_make_shapes_rejects_bad_arguments(tmp_path, kw, match):
         make_shapes(tmp_path / "e", **{"n_train": 2, "n_val": 1, **kw})
     assert not (tmp_path / "e").exists()
 
+
+
+def test_shape_outlines_are_centred_on_their_box():
+    """The label box is centre +- max|outline|: tight only if the outline's box is centred (a triangle's
+    circumcentre is not its box centre; labels once had a quarter of empty box beside each triangle)."""
+    rng = np.random.default_rng(0)
+    for kind in SHAPE_CLASSES:
+        for _ in range(50):
+            pts = _shape_polygon(kind, rng)
+            if pts is not None:
+                np.testing.assert_allclose(pts.min(0) + pts.max(0), 0, atol=1e-12)
+
+
+@pytest.mark.parametrize("lo, hi", [(10, 160), (16, 64), (20, 40)])
+def test_object_sizes_fill_three_log_bands(lo, hi):
+    rng = np.random.default_rng(0)
+    log_sizes = np.log([_object_size(rng, lo, hi) for _ in range(4000)])
+    edges = np.log(lo) + np.array([0.0, 0.4, 0.75, 1.0]) * np.log(hi / lo)
+    assert edges[0] <= log_sizes.min() and log_sizes.max() <= edges[-1]
+    band = np.searchsorted(edges[1:-1], log_sizes)
+    np.testing.assert_allclose(np.bincount(band, minlength=3) / len(band), [0.35, 0.45, 0.2], atol=0.03)
+    for b in range(3):  # no band collapses to one size
+        assert np.ptp(log_sizes[band == b]) > 0.9 * (edges[b + 1] - edges[b])
 
 # ----------------------------------------------------------------------------- config
 

@@ -44,7 +44,7 @@ class DatasetWarning(UserWarning):
 
 
 def _shape_polygon(kind: str, rng: np.random.Generator) -> np.ndarray | None:
-    """Outline of one shape in unit coordinates (centred on 0, extent about 1); None for a circle."""
+    """Outline of one shape in unit coordinates, its bounding box centred on 0 (extent about 1); None for a circle."""
     if kind == "circle":
         return None
     if kind == "square":
@@ -69,7 +69,8 @@ def _shape_polygon(kind: str, rng: np.random.Generator) -> np.ndarray | None:
         raise ValueError(f"unknown shape {kind!r}; allowed: {SHAPE_CLASSES}")
     a = np.deg2rad(angle)
     rot = np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]])
-    return pts @ rot.T
+    pts = pts @ rot.T
+    return pts - (pts.min(0) + pts.max(0)) / 2  # centre the bounding box, so the label box is tight
 
 
 def _background(rng: np.random.Generator) -> np.ndarray:
@@ -141,15 +142,11 @@ def _render(rng: np.random.Generator, s: int, classes: tuple[str, ...], objects:
     draw = ImageDraw.Draw(canvas)
     _distractors(draw, rng, s, ss, int(rng.integers(3, 10)))
 
-    lo, hi = size_range
-    mid = min(max(lo * 2.5, 24.0), hi)
     placed: list[np.ndarray] = []
     labels = []
     for _ in range(int(rng.integers(objects[0], objects[1] + 1))):
         cls = int(rng.integers(len(classes)))
-        u = rng.random()
-        band = (lo, mid) if u < 0.35 else (mid, max(mid, hi * 0.5)) if u < 0.8 else (max(mid, hi * 0.5), hi)
-        size = float(np.exp(rng.uniform(np.log(band[0]), np.log(band[1]))))
+        size = _object_size(rng, *size_range)
         poly = _shape_polygon(classes[cls], rng)
         if poly is None:
             a = rng.uniform(0.9, 1.1)
@@ -184,6 +181,17 @@ def _render(rng: np.random.Generator, s: int, classes: tuple[str, ...], objects:
     img = np.asarray(canvas.resize((s, s), Image.BOX), np.float32)
     img = img + rng.standard_normal(img.shape, dtype=np.float32) * np.float32(rng.uniform(2, 6))
     return Image.fromarray(img.clip(0, 255).round().astype(np.uint8)), labels
+
+
+def _object_size(rng: np.random.Generator, lo: float, hi: float) -> float:
+    """Log-uniform within three bands of the log range: 35 % small, 45 % medium, 20 % large.
+
+    Band edges sit at 40 % and 75 % of the way from ``log lo`` to ``log hi``, so every band has
+    width for any ``size_range`` (fixed pixel edges collapse a band when max/min is small).
+    """
+    edges = np.log(lo) + np.array([0.0, 0.4, 0.75, 1.0]) * (np.log(hi) - np.log(lo))
+    band = int(np.searchsorted([0.35, 0.8], rng.random(), side="right"))
+    return float(np.exp(rng.uniform(edges[band], edges[band + 1])))
 
 
 def _overlap_of_smaller(a: np.ndarray, b: np.ndarray) -> float:
@@ -231,7 +239,7 @@ def make_shapes(root, n_train: int | None = None, n_val: int | None = None, imgs
     root = Path(root).resolve()
     stamp = root / ".shapes.json"
     params = dict(n_train=n_train, n_val=n_val, imgsz=imgsz, seed=seed, classes=list(classes),
-                  objects=list(objects), size_range=list(size_range), ext=ext, version=1)
+                  objects=list(objects), size_range=list(size_range), ext=ext, version=3)
     data_yaml = root / "data.yaml"
     if stamp.exists() and data_yaml.exists() and not overwrite:
         if json.loads(stamp.read_text()) == params:
