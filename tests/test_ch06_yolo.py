@@ -1,6 +1,7 @@
 """Chapter 06: YAML surgery, the traps, comparison logic, the detection viewer, the exercises both ways."""
 
 import copy
+from pathlib import Path
 
 import matplotlib
 import pytest
@@ -115,13 +116,30 @@ def test_param_groups_plot(shufflenet):
     matplotlib.pyplot.close(fig)
 
 
-def test_reference_entries_accept_list_or_dict():
+def test_reference_entries_read_the_benchmark_schema():
     ref = {"meta": {"device": "cpu", "date": "2026-11-28"},
-           "models": [{"name": "YOLOv5n", "params": 5, "metrics": {"map50": 0.95, "map": 0.7}, "train_time_s": 9}]}
+           "models": [{"name": "YOLOv5n", "params": 5, "map50": 0.95, "map": 0.7, "train_time_s": 9}]}
     e = ch.reference_entries(ref)
     assert e["YOLOv5n"]["map50"] == 0.95 and e["YOLOv5n"]["train_s"] == 9 and e["YOLOv5n"]["gflops"] is None
     assert "device: cpu" in ch.reference_meta(ref)
     assert ch.load_reference("/nonexistent/x.json") is None
+    with pytest.raises(ValueError, match=r"models\[0\] lacks \['map'\]"):
+        ch.reference_entries({"models": [{"name": "x", "params": 1, "map50": 0.9, "train_time_s": 1}]})
+    with pytest.raises(ValueError, match="'models' list"):
+        ch.reference_entries({"rows": []})
+
+
+def test_shipped_reference_is_readable():
+    ref = ch.load_reference()
+    if ref is None:
+        pytest.skip("no reference run recorded")
+    rows = C.comparison_rows(ch.reference_entries(ref))
+    assert {r["name"] for r in rows} == {m["name"] for m in ref["models"]}
+    fig = ch.reference_figure(ref)
+    for line, m in zip(fig.axes[1].lines, ref["models"]):
+        assert list(line.get_ydata()) == [r["map50"] for r in m["history"]]
+    assert fig._suptitle.get_text().startswith("REFERENCE")
+    matplotlib.pyplot.close(fig)
 
 
 def test_live_curves_collects_every_epoch():
@@ -179,6 +197,18 @@ def test_detection_widget_refuses_bad_input(viewer):
     with pytest.raises(ValueError, match="non-empty"):
         ch.detection_widget({}, dataset, names)
 
+
+
+def test_plot_samples_draws_every_label_and_names_the_file(viewer):
+    _, dataset, names = viewer
+    fig = C.plot_samples(dataset, names, indices=[0, 2], cols=2)
+    for ax, i in zip(fig.axes, [0, 2]):
+        _, labels, path, _ = dataset[i]
+        assert len(ax.patches) == len(labels)
+        assert ax.get_title() == f"{Path(path).name}: {len(labels)} objects"
+    with pytest.raises(ValueError, match="indices"):
+        C.plot_samples(dataset, names, indices=[len(dataset)])
+    matplotlib.pyplot.close(fig)
 
 # ---- exercises, both ways
 

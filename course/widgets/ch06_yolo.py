@@ -27,7 +27,7 @@ __all__ = [
     "DETECTORS", "REFERENCE_PATH", "WidgetHandle", "cfg_text", "cfg_diff", "cfg_diff_html", "bake_multiples",
     "replace_backbone", "insert_layer", "layer_table", "detect_levels", "trap_demos", "registry_excerpt",
     "recipe", "LiveCurves", "train_detectors", "measure_detector", "comparison_entries", "deployment_rows",
-    "format_deployment", "load_reference", "reference_entries", "detection_widget",
+    "format_deployment", "load_reference", "reference_entries", "reference_figure", "detection_widget",
 ]
 
 DETECTORS = {
@@ -421,11 +421,10 @@ def format_deployment(rows: list[dict]) -> str:
 
 # --------------------------------------------------------------------------- the reference run
 
-_ALIASES = dict(params=("params", "parameters"), gflops=("gflops", "GFLOPs"),
-                cpu_ms_320=("cpu_ms_320", "latency_ms_320", "cpu_latency_ms_320"),
-                cpu_ms_640=("cpu_ms_640", "latency_ms_640", "cpu_latency_ms_640"),
-                gpu_ms_640=("gpu_ms_640",), train_s=("train_s", "train_time_s", "wall_time_s", "train_wall_s"),
-                map50=("map50", "mAP50", "map_50"), map=("map", "map50_95", "mAP50-95", "map_50_95"))
+# reference JSON key (written by benchmarks/yolo_full.py) -> comparison_rows key
+_REFERENCE_KEYS = dict(params="params", gflops="gflops", cpu_ms_320="cpu_ms_320", cpu_ms_640="cpu_ms_640",
+                       gpu_ms_640="gpu_ms_640", train_time_s="train_s", map50="map50", map="map")
+_REFERENCE_REQUIRED = ("name", "params", "train_time_s", "map50", "map")
 
 
 def load_reference(path=None) -> dict | None:
@@ -436,24 +435,38 @@ def load_reference(path=None) -> dict | None:
     return json.loads(path.read_text())
 
 
-def _find(d: dict, keys):
-    for k in keys:
-        if d.get(k) is not None:
-            return d[k]
-        for sub in ("metrics", "final", "best", "latency"):
-            if isinstance(d.get(sub), dict) and d[sub].get(k) is not None:
-                return d[sub][k]
-    return None
-
-
 def reference_entries(ref: dict) -> dict:
-    """``{name: row}`` from a reference JSON: ``models`` (a dict or a list of dicts with ``name``) or ``rows``."""
-    models = ref.get("models", ref.get("rows", ref.get("results", {})))
-    if isinstance(models, list):
-        models = {m.get("name", m.get("cfg", f"model {i}")): m for i, m in enumerate(models)}
-    if not isinstance(models, dict):
-        raise ValueError(f"reference: expected 'models' as a dict or a list, got {type(models).__name__}")
-    return {name: {key: _find(m, aliases) for key, aliases in _ALIASES.items()} for name, m in models.items()}
+    """``{name: row}`` for ``comparison_rows`` from a reference JSON (``{"meta", "models": [...]}``)."""
+    models = ref.get("models") if isinstance(ref, dict) else None
+    if not isinstance(models, list):
+        raise ValueError(f"reference: expected a dict with a 'models' list (benchmarks/yolo_full.py), "
+                         f"got {type(models).__name__ if isinstance(ref, dict) else type(ref).__name__}")
+    entries = {}
+    for i, m in enumerate(models):
+        missing = [k for k in _REFERENCE_REQUIRED if m.get(k) is None]
+        if missing:
+            raise ValueError(f"reference: models[{i}] lacks {missing}; has {sorted(m)}")
+        entries[m["name"]] = {ours: m.get(theirs) for theirs, ours in _REFERENCE_KEYS.items()}
+    return entries
+
+
+def reference_figure(ref: dict):
+    """Training loss and val mAP@0.5 per epoch of every detector in a reference JSON, titled as the reference."""
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.8))
+    for m in ref["models"]:
+        h = m["history"]
+        a.plot([r["epoch"] + 1 for r in h], [r["loss"] for r in h], label=m["name"])
+        b.plot([r["epoch"] + 1 for r in h], [r["map50"] for r in h], label=f"{m['name']} ({m['map50']:.3f})")
+    a.set(xlabel="epoch", ylabel="train loss (box + obj + cls)", title="training loss")
+    b.axhline(0.9, color="grey", lw=0.8, ls="--")
+    b.set(xlabel="epoch", ylabel="val mAP@0.5", ylim=(0, 1), title="val mAP@0.5 (EMA weights)")
+    a.legend()
+    b.legend(loc="lower right")
+    meta = ref["meta"]
+    fig.suptitle(f"REFERENCE run: shapes, {meta['recipe']['imgsz']} px, {meta['device']}, "
+                 f"torch {meta['torch_version']}, {meta['date'][:10]}", fontsize=9)
+    fig.tight_layout()
+    return fig
 
 
 def reference_meta(ref: dict) -> str:

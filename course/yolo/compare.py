@@ -8,6 +8,7 @@ the text cannot disagree with the table.
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -236,6 +237,6 @@ def plot_samples(dataset, names, indices=None, cols: int = 4):
     for ax, i in zip(axes.flat, indices):
         img, labels, path, _ = dataset[i]
         boxes, classes = _labels_to_xyxy(labels, img.shape[1], img.shape[2])
-        draw_boxes(ax, img, boxes, classes, names, title=f"{getattr(path, 'name', path)}: {len(boxes)} objects")
+        draw_boxes(ax, img, boxes, classes, names, title=f"{Path(path).name}: {len(boxes)} objects")
     fig.tight_layout()
     return fig
