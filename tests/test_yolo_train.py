@@ -51,10 +51,13 @@ def overfit_run(tmp_path_factory, one_thread):
 
     Full-batch steps (batch 8 = the dataset) keep BatchNorm's batch statistics equal to the data's,
     and ~300 steps let the running statistics (momentum 0.03) forget their initial values; with
-    fewer steps the eval-mode model lags far behind the train-mode one.
+    fewer steps the eval-mode model lags far behind the train-mode one. Objects are 24-32 px: at
+    64 px the stride-32 maps are 2x2, and with objects down to 8 px whether the eval-mode model
+    keeps every memorised box depended on the seed (mAP@0.5 0.80-0.99 in our probes); this test
+    is about loss, targets and decoding agreeing, not about small objects.
     """
     root = tmp_path_factory.mktemp("overfit")
-    data_yaml = make_shapes(root, n_train=8, n_val=1, imgsz=64, seed=0, objects=(1, 3), size_range=(8, 32))
+    data_yaml = make_shapes(root, n_train=8, n_val=1, imgsz=64, seed=0, objects=(1, 3), size_range=(24, 32))
     cfg = yaml.safe_load(data_yaml.read_text())
     cfg["val"] = cfg["train"]
     data = root / "overfit.yaml"
