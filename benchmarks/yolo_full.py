@@ -23,11 +23,11 @@ from pathlib import Path
 import torch
 
 from course.env import cpu_model, device_name, pick
-from course.measure import count_flops, count_params, latency
-from course.widgets.ch06_yolo import DETECTORS, reference_figure
+from course.measure import count_flops
+from course.widgets.ch06_yolo import DETECTORS, measure_detector, reference_figure
 from course.yolo.data import make_shapes
 from course.yolo.export import DecodedOutput
-from course.yolo.train import RECIPES, RUN_KEYS, recipe, train
+from course.yolo.train import RECIPES, RUN_KEYS, recipe, shapes_kwargs, train, train_kwargs
 from course.yolo.val import load_model
 
 REPO = Path(__file__).resolve().parents[1]
@@ -35,8 +35,6 @@ REPO = Path(__file__).resolve().parents[1]
 # ``--models YOLOv5s v5Lite-e YOLOv5-MBv3S YOLOv5-MBv3L --out results/yolo_full_cpu_more.json``.
 SHIPPED = DETECTORS | {"YOLOv5s": "yolov5s.yaml", "v5Lite-e": "v5Lite-e.yaml",
                        "YOLOv5-MBv3S": "yolov5-mbv3s.yaml", "YOLOv5-MBv3L": "yolov5-mbv3l.yaml"}
-DATA_KEYS = ("n_train", "n_val", "imgsz", "classes", "objects", "size_range")
-TRAIN_KEYS = ("epochs", "imgsz", "batch_size", "nbs", "hyp", "cache", "ema_tau", "cos_lr")
 
 
 def budget_callback(budget_s: float, log=None):
@@ -56,7 +54,7 @@ def budget_callback(budget_s: float, log=None):
 
 def make_data(rec: dict, root: Path = REPO / "data" / "shapes_bench") -> Path:
     """The recipe's shapes dataset (reused when already generated with the same arguments)."""
-    return make_shapes(root / f"{rec['imgsz']}px", seed=0, **{k: rec[k] for k in DATA_KEYS if k in rec})
+    return make_shapes(root / f"{rec['imgsz']}px", seed=0, **shapes_kwargs(rec))
 
 
 def run_one(name: str, cfg: str, rec: dict, data: Path, project: Path, device: str = "cpu") -> dict:
@@ -64,7 +62,7 @@ def run_one(name: str, cfg: str, rec: dict, data: Path, project: Path, device: s
     load_start = os.getloadavg()
     result = train(cfg, data, device=device, project=project, name=Path(cfg).stem, progress=False,
                    callbacks=budget_callback(rec["time_budget_s"], log=name),
-                   **{k: rec[k] for k in TRAIN_KEYS if k in rec})
+                   **train_kwargs(rec))
     load_end = os.getloadavg()
     best = max(result.history, key=lambda r: r["fitness"])
     return dict(
@@ -82,14 +80,16 @@ def run_one(name: str, cfg: str, rec: dict, data: Path, project: Path, device: s
 
 
 def measure(weights: Path, imgsz: int) -> dict:
-    """Params, GFLOPs (2 x multiply-adds, YOLOv5's convention) and batch-1 CPU latency of a checkpoint."""
-    model = DecodedOutput(load_model(weights, "cpu").eval())
-    ms = {s: latency(model, (1, 3, s, s), device="cpu") for s in (imgsz, 320, 640)}
-    return dict(params=count_params(model), gflops=round(2 * count_flops(model, (1, 3, 640, 640)) / 1e9, 3),
-                gflops_train_imgsz=round(2 * count_flops(model, (1, 3, imgsz, imgsz)) / 1e9, 3),
-                cpu_ms_320=round(ms[320].median_ms, 2), cpu_ms_640=round(ms[640].median_ms, 2),
-                cpu_ms_train_imgsz=round(ms[imgsz].median_ms, 2), inference_images_per_s=round(ms[imgsz].per_second, 1),
-                latency_loadavg=round(os.getloadavg()[0], 2))
+    """Params, GFLOPs (2 x multiply-adds, YOLOv5's convention) and batch-1 latency of a checkpoint."""
+    model = load_model(weights, "cpu").eval()
+    m = measure_detector(model, sizes=(imgsz, 320, 640))
+    at_imgsz = m["latency"][f"cpu_{imgsz}"]
+    return dict(params=m["params"], gflops=round(m["gflops"], 3),
+                gflops_train_imgsz=round(2 * count_flops(DecodedOutput(model), (1, 3, imgsz, imgsz)) / 1e9, 3),
+                cpu_ms_320=round(m["cpu_ms_320"], 2), cpu_ms_640=round(m["cpu_ms_640"], 2),
+                cpu_ms_train_imgsz=round(at_imgsz.median_ms, 2), inference_images_per_s=round(at_imgsz.per_second, 1),
+                latency_loadavg=round(os.getloadavg()[0], 2),
+                **({"gpu_ms_640": round(m["gpu_ms_640"], 2)} if "gpu_ms_640" in m else {}))
 
 
 def plot(ref: dict, path: Path) -> None:

@@ -14,6 +14,7 @@ from course.exercises.ch06 import MBV3_BACKBONE, MBV3_TAPS  # noqa: E402
 from course.widgets import ch06_yolo as ch  # noqa: E402
 from course.yolo import DetectionModel, layer_groups, load_cfg, make_divisible  # noqa: E402
 from course.yolo import compare as C  # noqa: E402
+from course.yolo.train import train_kwargs  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -154,7 +155,7 @@ def test_live_curves_collects_every_epoch():
 
 def test_recipe_has_the_training_knobs():
     r = ch.recipe()
-    assert {"epochs", "imgsz"} <= set(r) and ch._train_kwargs(r).keys() <= {
+    assert {"epochs", "imgsz"} <= set(r) and train_kwargs(r).keys() <= {
         "epochs", "imgsz", "batch_size", "hyp", "device", "seed", "project", "workers", "progress", "cos_lr",
         "ema_tau", "nbs", "cache", "resume"}
 

@@ -36,8 +36,6 @@ def _check_separable_mult_adds(separable_mult_adds):
     return f"{len(COST_CASES)} configurations match fvcore"
 
 
-
-
 def _depthwise_output_sizes(model: nn.Module, convs: list[nn.Module], x: torch.Tensor) -> list[int]:
     sizes: list[int] = []
     hooks = [c.register_forward_hook(lambda mod, inp, out: sizes.append(out.shape[-1])) for c in convs]

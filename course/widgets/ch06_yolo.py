@@ -276,25 +276,12 @@ def recipe() -> dict:
     return dict(shared_recipe(), source="course.yolo.train.RECIPES")
 
 
-def _train_kwargs(rec: dict) -> dict:
-    from ..yolo.train import train
-
-    params = inspect.signature(train).parameters
-    return {k: v for k, v in rec.items() if k in params and k not in ("cfg", "data", "callbacks", "name")}
-
-
-def _data_kwargs(rec: dict) -> dict:
-    from ..yolo.data import make_shapes
-
-    params = inspect.signature(make_shapes).parameters
-    return {k: v for k, v in rec.items() if k in params and k != "root"}
-
-
 def make_data(root, rec: dict | None = None) -> Path:
     """The shapes dataset for the recipe (``course.yolo.data.make_shapes``); reused if already there."""
     from ..yolo.data import make_shapes
+    from ..yolo.train import shapes_kwargs
 
-    return make_shapes(root, **_data_kwargs(rec or recipe()))
+    return make_shapes(root, **shapes_kwargs(rec or recipe()))
 
 
 class LiveCurves:
@@ -340,11 +327,11 @@ class LiveCurves:
 def train_detectors(data, rec: dict | None = None, detectors: dict | None = None, project="runs/ch06",
                     curves: LiveCurves | None = None) -> dict:
     """Train each detector with the same recipe; ``{name: TrainResult}``."""
-    from ..yolo.train import train
+    from ..yolo.train import train, train_kwargs
 
     rec = rec or recipe()
     detectors = detectors or DETECTORS
-    kwargs = _train_kwargs(rec)
+    kwargs = train_kwargs(rec)
     results = {}
     for name, cfg in detectors.items():
         cb = curves.callbacks(name) if curves is not None else None

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import inspect
 import math
 import os
 import time
@@ -120,6 +121,23 @@ def recipe(mode: str | None = None) -> dict:
     if mode not in RECIPES:
         raise ValueError(f"mode must be None or one of {sorted(RECIPES)}, got {mode!r}")
     return copy.deepcopy(RECIPES[mode])
+
+
+def _arguments_of(fn, rec: dict, skip: tuple[str, ...]) -> dict:
+    params = inspect.signature(fn).parameters
+    return {k: v for k, v in rec.items() if k in params and k not in skip}
+
+
+def shapes_kwargs(rec: dict) -> dict:
+    """The ``make_shapes`` arguments in a recipe (dataset size, image size, classes, objects, sizes)."""
+    from course.yolo.data import make_shapes
+
+    return _arguments_of(make_shapes, rec, skip=("root",))
+
+
+def train_kwargs(rec: dict) -> dict:
+    """The ``train`` arguments in a recipe (epochs, imgsz, batch, hyp, ...); RUN_KEYS are left to the runner."""
+    return _arguments_of(train, rec, skip=("cfg", "data", "callbacks", "name"))
 
 
 def select_device(device="auto", local_rank: int = -1) -> torch.device:
@@ -457,11 +475,12 @@ def main(argv=None) -> TrainResult:
     parser.add_argument("--quiet", action="store_true", help="no progress bars or epoch lines")
     args = parser.parse_args(argv)
     rec = recipe(args.recipe) if args.recipe else dict(epochs=30, imgsz=320, batch_size=16)
-    epochs = args.epochs if args.epochs is not None else rec["epochs"]
-    imgsz = args.imgsz if args.imgsz is not None else rec["imgsz"]
-    batch = args.batch if args.batch is not None else rec["batch_size"]
-    extra = {k: rec[k] for k in ("nbs", "ema_tau") if k in rec}
-    shape_args = {k: rec[k] for k in ("n_train", "n_val", "classes", "objects", "size_range") if k in rec}
+    run = train_kwargs(rec)
+    for key, flag in (("epochs", args.epochs), ("imgsz", args.imgsz), ("batch_size", args.batch), ("hyp", args.hyp)):
+        if flag is not None:
+            run[key] = flag
+    run["cache"] = args.cache or run.get("cache", False)
+    imgsz = run["imgsz"]
 
     data = args.data
     if not args.resume and args.shapes and (data is None or not Path(data).is_file()):
@@ -469,18 +488,15 @@ def main(argv=None) -> TrainResult:
 
         rank, _, world = setup_distributed(select_device(args.device).type)
         if rank <= 0:
-            data = str(make_shapes(args.shapes, imgsz=imgsz, seed=args.seed, **shape_args))
+            data = str(make_shapes(args.shapes, seed=args.seed, **{**shapes_kwargs(rec), "imgsz": imgsz}))
         if world > 1:
             dist.barrier()
             data = str(Path(args.shapes).resolve() / "data.yaml")
     if not args.resume and (args.cfg is None or data is None):
         parser.error("--cfg and --data (or --shapes DIR) are required unless --resume is given")
     try:
-        return train(args.cfg, data, epochs=epochs, imgsz=imgsz, batch_size=batch,
-                     hyp=args.hyp or rec.get("hyp"),
-                     device=args.device, seed=args.seed, project=args.project, name=args.name,
-                     resume=args.resume, workers=args.workers, progress=not args.quiet, cos_lr=args.cos_lr,
-                     cache=args.cache or rec.get("cache", False), **extra)
+        return train(args.cfg, data, device=args.device, seed=args.seed, project=args.project, name=args.name,
+                     resume=args.resume, workers=args.workers, progress=not args.quiet, cos_lr=args.cos_lr, **run)
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()
