@@ -10,8 +10,9 @@ import torch
 import yaml
 from PIL import Image
 
-from course.yolo.data import (SHAPE_CLASSES, DatasetWarning, YoloDataset, _object_size, _shape_polygon,
-                              create_dataloader, img2label_path, letterbox, load_data_config, make_shapes)
+from course.yolo.data import (SHAPE_CLASSES, DatasetWarning, YoloDataset, create_dataloader, img2label_path,
+                              letterbox, load_data_config, make_shapes)
+from course.yolo.data.shapes import _object_size, _shape_polygon
 from course.yolo.postprocess import scale_boxes, xywh2xyxy
 
 

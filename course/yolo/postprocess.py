@@ -12,6 +12,8 @@ import numpy as np
 import torch
 from torchvision.ops import batched_nms
 
+from .letterbox import letterbox_geometry
+
 DETECT_CONF_THRES = 0.25
 """``detect.py`` default: show only confident boxes."""
 DETECT_IOU_THRES = 0.45
@@ -122,17 +124,13 @@ def clip_boxes(boxes, hw):
 def scale_boxes(from_hw, boxes, to_hw, ratio_pad=None):
     """Map ``x1, y1, x2, y2`` boxes from a letterboxed image (``from_hw``) back to the original (``to_hw``).
 
-    Without ``ratio_pad`` the letterbox is recomputed the way YOLOv5 does (one gain, centred
-    padding). With ``ratio_pad = ((ratio_w, ratio_h), (pad_w, pad_h))`` (what ``YoloDataset``
-    returns) the exact per-axis gains are used. Returns a new, clipped tensor/array.
+    Without ``ratio_pad`` the letterbox of a ``to_hw`` image into ``from_hw`` is recomputed with
+    ``course.yolo.letterbox.letterbox_geometry``, the function the loader letterboxes with. With
+    ``ratio_pad = ((ratio_w, ratio_h), (pad_w, pad_h))`` (what ``YoloDataset`` returns) those
+    gains are used; a scalar ratio means one gain for both axes. Returns a new, clipped tensor/array.
     """
-    if ratio_pad is None:
-        gain = min(from_hw[0] / to_hw[0], from_hw[1] / to_hw[1])
-        gx = gy = gain
-        pad = (round((from_hw[1] - to_hw[1] * gain) / 2 - 0.1), round((from_hw[0] - to_hw[0] * gain) / 2 - 0.1))
-    else:
-        ratio, pad = ratio_pad
-        gx, gy = (ratio, ratio) if np.isscalar(ratio) else (ratio[0], ratio[1])
+    ratio, pad = ratio_pad if ratio_pad is not None else letterbox_geometry(to_hw, from_hw)[:2]
+    gx, gy = (ratio, ratio) if np.isscalar(ratio) else (ratio[0], ratio[1])
     out = _clone(boxes)
     out[..., [0, 2]] = (out[..., [0, 2]] - pad[0]) / gx
     out[..., [1, 3]] = (out[..., [1, 3]] - pad[1]) / gy

@@ -1,0 +1,249 @@
+"""The synthetic "shapes" detection dataset, written in YOLOv5's layout in seconds.
+
+Nothing can be downloaded in the course, so ``make_shapes`` draws filled shapes (the classes)
+on textured backgrounds with clutter, and writes images, one label ``.txt`` per image and a
+``data.yaml`` (``ultralytics/yolov5`` ``data/coco128.yaml`` layout).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import yaml
+from PIL import Image, ImageDraw
+
+from course.env import pick
+
+SHAPE_CLASSES = ("circle", "square", "triangle", "cross", "star")
+DEFAULT_CLASSES = ("circle", "square", "triangle", "cross")
+
+
+def _shape_polygon(kind: str, rng: np.random.Generator) -> np.ndarray | None:
+    """Outline of one shape in unit coordinates, its bounding box centred on 0 (extent about 1); None for a circle."""
+    if kind == "circle":
+        return None
+    if kind == "square":
+        a = rng.uniform(0.85, 1.15)
+        pts = np.array([[-1, -1], [1, -1], [1, 1], [-1, 1]], float) * [a, 1 / a] / 2
+        angle = rng.uniform(-20, 20)
+    elif kind == "triangle":
+        t = np.deg2rad(np.array([90, 210, 330]) + rng.uniform(-10, 10, 3))
+        pts = np.stack([np.cos(t), -np.sin(t)], 1) / 2
+        angle = rng.uniform(0, 360)
+    elif kind == "cross":
+        k = rng.uniform(0.14, 0.2)
+        pts = np.array([[-k, -0.5], [k, -0.5], [k, -k], [0.5, -k], [0.5, k], [k, k], [k, 0.5],
+                        [-k, 0.5], [-k, k], [-0.5, k], [-0.5, -k], [-k, -k]], float)
+        angle = rng.uniform(-20, 20)
+    elif kind == "star":
+        t = np.deg2rad(np.arange(10) * 36 + 90)
+        rad = np.where(np.arange(10) % 2 == 0, 0.5, 0.5 * rng.uniform(0.4, 0.5))
+        pts = np.stack([rad * np.cos(t), -rad * np.sin(t)], 1)
+        angle = rng.uniform(-36, 36)
+    else:
+        raise ValueError(f"unknown shape {kind!r}; allowed: {SHAPE_CLASSES}")
+    a = np.deg2rad(angle)
+    rot = np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]])
+    pts = pts @ rot.T
+    return pts - (pts.min(0) + pts.max(0)) / 2  # centre the bounding box, so the label box is tight
+
+
+def _background(rng: np.random.Generator) -> np.ndarray:
+    """Coarse background grid: a base colour, a gradient and random blotches (uint8 cells x cells x 3).
+
+    Upsampled with bicubic interpolation it becomes a smooth texture; the coarse grid also
+    tells the object painter which colour lies under a box.
+    """
+    cells = int(rng.integers(3, 12))
+    t = (np.arange(cells) + 0.5) / cells
+    yy, xx = np.meshgrid(t, t, indexing="ij")
+    a = rng.uniform(0, 2 * np.pi)
+    ramp = (np.cos(a) * xx + np.sin(a) * yy)[..., None] * rng.uniform(-60, 60, 3)
+    blotch = (rng.uniform(0, 255, (cells, cells, 3)) - 127.5) * rng.uniform(0.1, 0.3)
+    return (rng.uniform(40, 215, 3) + ramp + blotch).clip(0, 255).astype(np.uint8)
+
+
+def _distractors(draw: ImageDraw.ImageDraw, rng: np.random.Generator, s: int, ss: int, count: int) -> None:
+    """Things that are not classes: lines, outlines, arcs, elongated blobs and bars, dots."""
+    for _ in range(count):
+        colour = tuple(int(c) for c in rng.integers(0, 256, 3))
+        kind = rng.integers(0, 6)
+        x, y = rng.uniform(0, s, 2)
+        if kind == 0:
+            x2, y2 = rng.uniform(0, s, 2)
+            draw.line([x * ss, y * ss, x2 * ss, y2 * ss], fill=colour, width=int(rng.integers(1, 4)) * ss)
+        elif kind in (1, 2):
+            w, h = rng.uniform(10, s / 3, 2)
+            box = [(x - w / 2) * ss, (y - h / 2) * ss, (x + w / 2) * ss, (y + h / 2) * ss]
+            width = int(rng.integers(1, 3)) * ss
+            if kind == 1:
+                draw.rectangle(box, outline=colour, width=width)
+            else:
+                draw.arc(box, float(rng.uniform(0, 360)), float(rng.uniform(0, 360)), fill=colour, width=width)
+        elif kind in (3, 4):
+            long = rng.uniform(12, s / 4)
+            short = long / rng.uniform(3.5, 7)
+            pts = np.array([[-long, -short], [long, -short], [long, short], [-long, short]]) / 2
+            a = rng.uniform(0, np.pi)
+            pts = pts @ np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]]).T + [x, y]
+            if kind == 3:
+                draw.polygon([tuple(p) for p in pts * ss], fill=colour)
+            else:
+                c = np.array([x, y])
+                draw.ellipse([*((c - [long / 2, short / 2]) * ss), *((c + [long / 2, short / 2]) * ss)], fill=colour)
+        else:
+            r = rng.uniform(1, 3)
+            draw.ellipse([(x - r) * ss, (y - r) * ss, (x + r) * ss, (y + r) * ss], fill=colour)
+
+
+def _contrasting_colour(rng: np.random.Generator, under: np.ndarray) -> tuple[int, int, int]:
+    """A saturated colour far enough from the background it is drawn on to be seen."""
+    for _ in range(30):
+        hsv = np.array([rng.integers(0, 256), rng.integers(100, 256), rng.integers(70, 256)], np.uint8)
+        rgb = np.asarray(Image.fromarray(hsv[None, None], "HSV").convert("RGB"), float)[0, 0]
+        if np.linalg.norm(rgb - under) > 90:
+            break
+    else:
+        rgb = 255.0 - under
+    return tuple(int(c) for c in rgb)
+
+
+def _render(rng: np.random.Generator, s: int, classes: tuple[str, ...], objects: tuple[int, int],
+            size_range: tuple[float, float]) -> tuple[Image.Image, list[tuple[int, float, float, float, float]]]:
+    """One image and its labels ``(cls, cx, cy, w, h)`` normalised."""
+    ss = 2  # draw at 2x and downsample: anti-aliased edges
+    grid = _background(rng)
+    canvas = Image.fromarray(grid).resize((s * ss, s * ss), Image.BICUBIC)
+    draw = ImageDraw.Draw(canvas)
+    _distractors(draw, rng, s, ss, int(rng.integers(3, 10)))
+
+    placed: list[np.ndarray] = []
+    labels = []
+    for _ in range(int(rng.integers(objects[0], objects[1] + 1))):
+        cls = int(rng.integers(len(classes)))
+        size = _object_size(rng, *size_range)
+        poly = _shape_polygon(classes[cls], rng)
+        if poly is None:
+            a = rng.uniform(0.9, 1.1)
+            half = np.array([a, 1 / a]) * size / 2
+        else:
+            poly = poly * size
+            half = np.abs(poly).max(0)
+        for _try in range(30):
+            c = rng.uniform(half + 1, s - half - 1)
+            box = np.concatenate([c - half, c + half])
+            if all(_overlap_of_smaller(box, b) <= 0.25 for b in placed):
+                break
+        else:
+            continue
+        placed.append(box)
+        gy, gx = (np.clip(c[::-1] / s * len(grid), 0, len(grid) - 1)).astype(int)
+        colour = _contrasting_colour(rng, grid[gy, gx].astype(float))
+        outline = None
+        if rng.random() < 0.3:
+            outline = tuple(int(v) for v in rng.integers(0, 256, 3))
+        width = ss * int(rng.integers(1, 3)) if outline else 0
+        if poly is None:
+            draw.ellipse([*(box[:2] * ss), *(box[2:] * ss)], fill=colour, outline=outline, width=width)
+        else:
+            draw.polygon([tuple(p) for p in (poly + c) * ss], fill=colour, outline=outline, width=width)
+        cx, cy = c / s
+        w, h = 2 * half / s
+        labels.append((cls, float(cx), float(cy), float(w), float(h)))
+
+    if rng.random() < 0.5:
+        _distractors(draw, rng, s, ss, int(rng.integers(1, 4)))
+    img = np.asarray(canvas.resize((s, s), Image.BOX), np.float32)
+    img = img + rng.standard_normal(img.shape, dtype=np.float32) * np.float32(rng.uniform(2, 6))
+    return Image.fromarray(img.clip(0, 255).round().astype(np.uint8)), labels
+
+
+def _object_size(rng: np.random.Generator, lo: float, hi: float) -> float:
+    """Log-uniform within three bands of the log range: 35 % small, 45 % medium, 20 % large.
+
+    Band edges sit at 40 % and 75 % of the way from ``log lo`` to ``log hi``, so every band has
+    width for any ``size_range`` (fixed pixel edges collapse a band when max/min is small).
+    """
+    edges = np.log(lo) + np.array([0.0, 0.4, 0.75, 1.0]) * (np.log(hi) - np.log(lo))
+    band = int(np.searchsorted([0.35, 0.8], rng.random(), side="right"))
+    return float(np.exp(rng.uniform(edges[band], edges[band + 1])))
+
+
+def _overlap_of_smaller(a: np.ndarray, b: np.ndarray) -> float:
+    iw = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    ih = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    smaller = min((a[2] - a[0]) * (a[3] - a[1]), (b[2] - b[0]) * (b[3] - b[1]))
+    return iw * ih / smaller
+
+
+def make_shapes(root, n_train: int | None = None, n_val: int | None = None, imgsz: int = 320, seed: int = 0,
+                classes=DEFAULT_CLASSES, objects: tuple[int, int] = (2, 8),
+                size_range: tuple[float, float] | None = None, ext: str = "jpg",
+                overwrite: bool = False) -> Path:
+    """Write the deterministic "shapes" detection dataset under ``root``; return its ``data.yaml``.
+
+    Filled shapes (the classes) on textured backgrounds with clutter that is not a class
+    (lines, outlines, arcs, elongated blobs and bars, dots), colour variation, sensor noise and
+    partial overlap (a new object covers at most 25 % of a smaller neighbour's box). Object
+    sizes run from ``size_range[0]`` px (default ``imgsz / 32``: a few cells of the stride-8 P3
+    map) to ``size_range[1]`` (default ``imgsz / 2``: P5's job). Every image has its own random
+    stream ``(seed, split, index)``, so the same arguments give byte-identical files.
+    If ``root`` already holds a dataset made with the same arguments it is reused.
+    Defaults: ``pick(800, 48)`` train and ``pick(200, 24)`` val images.
+    """
+    n_train = pick(800, 48) if n_train is None else n_train
+    n_val = pick(200, 24) if n_val is None else n_val
+    for name, value in (("n_train", n_train), ("n_val", n_val)):
+        if not (isinstance(value, int) and value >= 1):
+            raise ValueError(f"{name} must be a positive int, got {value!r}")
+    if not (isinstance(imgsz, int) and imgsz >= 64):
+        raise ValueError(f"imgsz must be an int >= 64, got {imgsz!r}")
+    classes = tuple(classes)
+    bad = [c for c in classes if c not in SHAPE_CLASSES]
+    if len(classes) < 1 or bad or len(set(classes)) != len(classes):
+        raise ValueError(f"classes must be distinct names from {SHAPE_CLASSES}, got {classes!r}")
+    if not (len(objects) == 2 and 1 <= objects[0] <= objects[1]):
+        raise ValueError(f"objects must be (min, max) with 1 <= min <= max, got {objects!r}")
+    size_range = (max(4.0, imgsz / 32), imgsz / 2) if size_range is None else tuple(float(v) for v in size_range)
+    if not (len(size_range) == 2 and 4 <= size_range[0] <= size_range[1] <= imgsz * 0.9):
+        raise ValueError(f"size_range must be (min_px, max_px) with 4 <= min <= max <= {imgsz * 0.9:g}, "
+                         f"got {size_range!r}")
+    if ext not in ("jpg", "png"):
+        raise ValueError(f"ext must be 'jpg' or 'png', got {ext!r}")
+
+    root = Path(root).resolve()
+    stamp = root / ".shapes.json"
+    params = dict(n_train=n_train, n_val=n_val, imgsz=imgsz, seed=seed, classes=list(classes),
+                  objects=list(objects), size_range=list(size_range), ext=ext, version=3)
+    data_yaml = root / "data.yaml"
+    if stamp.exists() and data_yaml.exists() and not overwrite:
+        if json.loads(stamp.read_text()) == params:
+            return data_yaml
+    if (root / "images").exists() and not stamp.exists() and not overwrite:
+        raise ValueError(f"root {str(root)!r} already holds an images/ folder not written by make_shapes; "
+                         "pass an empty folder or overwrite=True")
+    for sub in ("images", "labels"):
+        shutil.rmtree(root / sub, ignore_errors=True)
+
+    for split_id, (split, n) in enumerate((("train", n_train), ("val", n_val))):
+        (root / "images" / split).mkdir(parents=True, exist_ok=True)
+        (root / "labels" / split).mkdir(parents=True, exist_ok=True)
+        for i in range(n):
+            rng = np.random.default_rng([seed, split_id, i])
+            img, labels = _render(rng, imgsz, classes, objects, size_range)
+            stem = f"{split}_{i:05d}"
+            if ext == "jpg":
+                img.save(root / "images" / split / f"{stem}.jpg", quality=92)
+            else:
+                img.save(root / "images" / split / f"{stem}.png", compress_level=1)
+            rows = "".join(f"{c} {x:.6f} {y:.6f} {w:.6f} {h:.6f}\n" for c, x, y, w, h in labels)
+            (root / "labels" / split / f"{stem}.txt").write_text(rows)
+
+    cfg = {"path": str(root), "train": "images/train", "val": "images/val",
+           "nc": len(classes), "names": dict(enumerate(classes))}
+    data_yaml.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    stamp.write_text(json.dumps(params))
+    return data_yaml
