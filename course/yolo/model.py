@@ -33,8 +33,12 @@ ACTIVATIONS = {
 }
 
 
-def make_divisible(x: float, divisor: int) -> int:
-    """Smallest multiple of ``divisor`` that is >= x: yolov5 rounds channels *up* (116 -> 120)."""
+def make_divisible_ceil(x: float, divisor: int) -> int:
+    """Smallest multiple of ``divisor`` that is >= x: YOLOv5 rounds channels *up* (116 -> 120).
+
+    YOLOv5's ``utils.general.make_divisible``; the MobileNets round to the nearest multiple
+    instead (``course.blocks.make_divisible_round``).
+    """
     return math.ceil(x / divisor) * divisor
 
 
@@ -172,7 +176,7 @@ def parse_model(d: dict, ch: int = 3) -> tuple[nn.Sequential, list[int]]:
             if spec.channels == "scaled":
                 c1, c2 = chs[f], args[0]
                 if c2 != no:
-                    c2 = make_divisible(c2 * gw, ch_mul)
+                    c2 = make_divisible_ceil(c2 * gw, ch_mul)
                 args = [c1, c2, *args[1:]]
                 if spec.repeat_inside:
                     args.insert(2, n)

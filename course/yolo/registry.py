@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from torch import nn
 
 # How the output channels c2 of a layer follow from its inputs and args:
-#   "scaled":      c1 = ch[from] is prepended to args; c2 = make_divisible(args[0] * width_multiple, 8)
+#   "scaled":      c1 = ch[from] is prepended to args; c2 = make_divisible_ceil(args[0] * width_multiple, 8)
 #   "sum":         c2 = sum of the input layers' channels (Concat)
 #   "same_width":  all inputs must have one width, which is c2 (ADD)
 #   "passthrough": c2 = c1, args passed as written (nn.Upsample)
