@@ -12,7 +12,7 @@ matplotlib.use("Agg")
 from course.exercises import ExerciseFailed, check  # noqa: E402
 from course.exercises.ch06 import MBV3_BACKBONE, MBV3_TAPS  # noqa: E402
 from course.widgets import ch06_yolo as ch  # noqa: E402
-from course.yolo import DetectionModel, layer_groups, load_cfg, make_divisible  # noqa: E402
+from course.yolo import DetectionModel, layer_groups, load_cfg, make_divisible_ceil  # noqa: E402
 from course.yolo import compare as C  # noqa: E402
 from course.yolo.train import train_kwargs  # noqa: E402
 
@@ -71,7 +71,7 @@ def test_registry_excerpt_shows_the_declarations():
 
 
 def test_116_becomes_120(shufflenet):
-    assert make_divisible(116, 8) == 120 and shufflenet.model[1].args[:2] == [32, 120]
+    assert make_divisible_ceil(116, 8) == 120 and shufflenet.model[1].args[:2] == [32, 120]
 
 
 FAKE = {"base": dict(params=1_000_000, gflops=4.0, cpu_ms_320=20.0, cpu_ms_640=80.0, map50=0.9, map=0.6),
@@ -85,7 +85,7 @@ def test_comparison_rows_and_table():
     assert rows[1]["gflops_vs_base"] == 0.5 and rows[1]["cpu_ms_320_vs_base"] == 1.5
     assert rows[2]["map50"] is None and rows[1]["cpu_ms_640_vs_base"] is None
     table = C.format_comparison(rows, "title")
-    assert table.splitlines()[0] == "title" and "1,000,000" in table and "–" in table
+    assert table.splitlines()[0] == "title" and "1,000,000" in table and "—" in table
     fig = C.plot_comparison(rows)
     assert len(fig.axes) == 4
     matplotlib.pyplot.close(fig)

@@ -21,6 +21,7 @@ from ..blocks import ShuffleV1Unit, ShuffleV2Block
 from ..env import pick, quick_mode
 from ..measure import count_flops, count_params, latency, mac_conv1x1, mac_lower_bound
 from ..models import build_model, load_torchvision_weights, torchvision_reference
+from ..validate import check_int
 from ..viz import WidgetHandle, show_figure
 from .ch04_shufflenet_v1 import compare_with_reference
 
@@ -77,11 +78,6 @@ QUICK_MODELS = ("shufflenet_v1", "shufflenet_v2_x1_0")
 _RESULTS_DIR = Path(__file__).resolve().parents[2] / "results"
 
 
-def _check_int(name: str, value, low: int = 1) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
-
-
 # ----------------------------------------------------------------------------- FLOPs vs speed
 
 @lru_cache(maxsize=16)
@@ -97,7 +93,7 @@ def flops_latency(names=None, device: str = "cpu", batch: int = 1, min_run_time:
     bad = [n for n in names if n not in COURSE_MODELS]
     if not names or bad:
         raise ValueError(f"names must be a non-empty subset of {COURSE_MODELS}, got {names!r}")
-    _check_int("batch", batch)
+    check_int("batch", batch)
     rows = []
     for n in names:
         r = latency(build_model(n), (batch, 3, 224, 224), device=device, min_run_time=min_run_time,

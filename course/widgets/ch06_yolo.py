@@ -90,7 +90,7 @@ def bake_multiples(cfg) -> dict:
     ``width_multiple`` of 0.25 would shrink too. Baking the head's widths first keeps YOLOv5n's
     head exactly while the new backbone rows stay as written.
     """
-    from ..yolo import make_divisible
+    from ..yolo import make_divisible_ceil
 
     d = load_cfg(cfg)
     gd, gw, div = d["depth_multiple"], d["width_multiple"], d.get("channel_multiple", 8)
@@ -100,7 +100,7 @@ def bake_multiples(cfg) -> dict:
             args = list(args)
             n = max(round(n * gd), 1) if n > 1 else n
             if _scaled(name) and args and isinstance(args[0], (int, float)):
-                args[0] = make_divisible(args[0] * gw, div)
+                args[0] = make_divisible_ceil(args[0] * gw, div)
             rows.append([f, n, name, args])
         d[part] = rows
     d["depth_multiple"] = d["width_multiple"] = 1.0
