@@ -355,6 +355,39 @@ def layer_groups(model: DetectionModel) -> dict[str, int]:
     return {"backbone": sum(counts[:n_backbone]), "neck": sum(counts[n_backbone:-1]), "head": counts[-1]}
 
 
+def _layer_outputs(model: DetectionModel, size: int = 256) -> list[torch.Tensor]:
+    outs = []
+    hooks = [m.register_forward_hook(lambda _m, _i, o: outs.append(o)) for m in model.model]
+    was = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            model(torch.zeros(1, 3, size, size))
+    finally:
+        for h in hooks:
+            h.remove()
+        model.train(was)
+    return outs
+
+
+def layer_table(model: DetectionModel, size: int = 256) -> list[dict]:
+    """Per layer: index, from, module, output channels and stride (from a probe of ``size`` pixels)."""
+    rows = []
+    for m, out in zip(model.model, _layer_outputs(model, size)):
+        if isinstance(out, torch.Tensor):
+            rows.append(dict(i=m.i, f=m.f, type=m.type, channels=out.shape[1], stride=size // out.shape[-1]))
+        else:
+            rows.append(dict(i=m.i, f=m.f, type=m.type, channels=None, stride=None))
+    return rows
+
+
+def detect_levels(model: DetectionModel, size: int = 256) -> list[dict]:
+    """Each Detect input: the layer it reads, that layer's module, channels and measured stride."""
+    table = layer_table(model, size)
+    return [dict(level=f"P{k + 3}", layer=j, module=table[j]["type"], channels=table[j]["channels"],
+                 stride=table[j]["stride"]) for k, j in enumerate(model.model[-1].f)]
+
+
 def initialize_weights(model: nn.Module) -> None:
     """yolov5's BatchNorm settings: eps 1e-3, momentum 0.03 (TF-style 0.97 decay)."""
     for m in model.modules():
