@@ -1,7 +1,7 @@
 """course.yolo model: YAML parsing, channel/depth scaling, Detect decoding, set-up steps.
 
-Reference numbers: /work/shared/reference/yolov5.md sections 1.1-1.3, 2.3 (parameter counts of
-the models built by ultralytics/yolov5 v7.0 and ppogg/YOLOv5-Lite's own code) and 3.
+Reference numbers: ultralytics/yolov5 v7.0 (models/yolov5*.yaml, models/yolo.py parse_model and
+Detect, and the parameter counts its own code builds) and ppogg/YOLOv5-Lite (v5Lite-s.yaml).
 """
 
 import copy

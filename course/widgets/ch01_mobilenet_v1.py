@@ -41,7 +41,8 @@ __all__ = [
     "multiplier_widget",
 ]
 
-# Howard et al. 2017, "MobileNets", arXiv 1704.04861 (facts in shared/reference/papers.md §3).
+# Howard et al. 2017, "MobileNets: Efficient Convolutional Neural Networks for Mobile Vision
+# Applications", arXiv 1704.04861; each table below names the paper's table it copies.
 PAPER_TABLE2 = {  # Table 2: share of Mult-Adds and of Parameters, in %
     "Conv 1×1": (94.86, 74.59),
     "Conv DW 3×3": (3.06, 1.06),
