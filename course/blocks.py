@@ -13,8 +13,10 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from .validate import check_choice, check_int
+
 __all__ = [
-    "make_divisible",
+    "make_divisible_round",
     "ConvBNAct",
     "DepthwiseSeparableConv",
     "InvertedResidual",
@@ -29,11 +31,6 @@ __all__ = [
 ]
 
 
-def _check_positive_int(name: str, value) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-
-
 def _check_divisible(name: str, channels: int, groups: int, groups_name: str = "groups") -> None:
     if channels % groups:
         raise ValueError(
@@ -43,20 +40,25 @@ def _check_divisible(name: str, channels: int, groups: int, groups_name: str = "
         )
 
 
-def make_divisible(v: float, divisor: int = 8, min_value: int | None = None) -> int:
-    """Round a channel count to the nearest multiple of ``divisor``, never below 90 % of ``v``.
+def make_divisible_round(v: float, divisor: int = 8, min_value: int | None = None) -> int:
+    """Round a channel count to the *nearest* multiple of ``divisor``, never below 90 % of ``v``.
 
-    The rule of the TF-slim MobileNet code, kept by the V2/V3 papers and torchvision, so
-    width multipliers produce hardware-friendly channel counts.
+    The rule of the TF-slim MobileNet code, kept by the V2/V3 papers and torchvision
+    (``torchvision.models._utils._make_divisible``), so width multipliers produce
+    hardware-friendly channel counts. YOLOv5 rounds *up* instead:
+    ``course.yolo.model.make_divisible_ceil``.
     """
     if v <= 0:
         raise ValueError(f"v must be positive, got {v!r}")
-    _check_positive_int("divisor", divisor)
+    check_int("divisor", divisor)
     min_value = divisor if min_value is None else min_value
     new_v = max(min_value, int(v + divisor / 2) // divisor * divisor)
     if new_v < 0.9 * v:
         new_v += divisor
     return new_v
+
+
+make_divisible = make_divisible_round  # until notebook 03 imports make_divisible_round (not in __all__)
 
 
 class ConvBNAct(nn.Sequential):
@@ -80,7 +82,7 @@ class ConvBNAct(nn.Sequential):
     ) -> None:
         for name, value in (("in_channels", in_channels), ("out_channels", out_channels),
                             ("kernel_size", kernel_size), ("stride", stride), ("groups", groups)):
-            _check_positive_int(name, value)
+            check_int(name, value)
         _check_divisible("in_channels", in_channels, groups)
         _check_divisible("out_channels", out_channels, groups)
         layers: list[nn.Module] = [
@@ -172,14 +174,14 @@ class SqueezeExcitation(nn.Module):
 
     Global average pool (squeeze), 1×1 conv down to ``squeeze_channels`` with ReLU, 1×1 conv
     back up, hard-sigmoid (excite); the input is scaled channel by channel. The bottleneck
-    is 1/4 of the channels, rounded by ``make_divisible`` as torchvision does.
+    is 1/4 of the channels, rounded by ``make_divisible_round`` as torchvision does.
     """
 
     def __init__(self, channels: int, squeeze_channels: int | None = None) -> None:
         super().__init__()
-        _check_positive_int("channels", channels)
-        squeeze_channels = make_divisible(channels // 4, 8) if squeeze_channels is None else squeeze_channels
-        _check_positive_int("squeeze_channels", squeeze_channels)
+        check_int("channels", channels)
+        squeeze_channels = make_divisible_round(channels // 4, 8) if squeeze_channels is None else squeeze_channels
+        check_int("squeeze_channels", squeeze_channels)
         self.fc1 = nn.Conv2d(channels, squeeze_channels, 1)
         self.relu = nn.ReLU(inplace=True)
         self.fc2 = nn.Conv2d(squeeze_channels, channels, 1)
@@ -221,8 +223,7 @@ class InvertedResidualV3(nn.Module):
             raise ValueError(f"stride must be 1 or 2, got {stride!r}")
         if kernel_size not in (3, 5):
             raise ValueError(f"kernel_size must be 3 or 5, got {kernel_size!r}")
-        if activation not in _V3_ACTIVATIONS:
-            raise ValueError(f"activation must be one of {sorted(_V3_ACTIVATIONS)}, got {activation!r}")
+        check_choice("activation", activation, sorted(_V3_ACTIVATIONS))
         act = _V3_ACTIVATIONS[activation]
         norm = dict(bn_eps=bn_eps, bn_momentum=bn_momentum)
         layers: list[nn.Module] = []
@@ -247,7 +248,7 @@ def channel_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
     After a group convolution each group's outputs sit together; shuffling deals them out
     so that every group of the next group convolution sees channels from every group.
     """
-    _check_positive_int("groups", groups)
+    check_int("groups", groups)
     b, c, h, w = x.shape
     _check_divisible("channels", c, groups)
     x = x.view(b, groups, c // groups, h, w)
@@ -260,7 +261,7 @@ class ChannelShuffle(nn.Module):
 
     def __init__(self, groups: int) -> None:
         super().__init__()
-        _check_positive_int("groups", groups)
+        check_int("groups", groups)
         self.groups = groups
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -284,7 +285,7 @@ class ShuffleV1Unit(nn.Module):
         super().__init__()
         if stride not in (1, 2):
             raise ValueError(f"stride must be 1 or 2, got {stride!r}")
-        _check_positive_int("groups", groups)
+        check_int("groups", groups)
         if stride == 1 and in_channels != out_channels:
             raise ValueError(f"a stride-1 unit adds its input back, so out_channels ({out_channels}) "
                              f"must equal in_channels ({in_channels})")

@@ -13,6 +13,7 @@ import statistics
 from dataclasses import asdict, dataclass, field
 from typing import Callable
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -27,6 +28,9 @@ __all__ = [
     "conv_cost",
     "mac_conv1x1",
     "mac_lower_bound",
+    "mac_formula",
+    "mac_point",
+    "mac_curve",
     "LatencyResult",
     "latency",
     "RatioResult",
@@ -117,6 +121,34 @@ def mac_lower_bound(h: int, w: int, flops: float) -> float:
     if h < 1 or w < 1 or flops <= 0:
         raise ValueError(f"h, w and flops must be positive, got h={h!r}, w={w!r}, flops={flops!r}")
     return 2 * math.sqrt(h * w * flops) + flops / (h * w)
+
+
+def mac_formula(h: float, w: float, c1, c2, groups=1):
+    """Eq. 1–2, hw(c1 + c2) + c1·c2/g, for real-valued widths (numbers or numpy arrays)."""
+    return h * w * (c1 + c2) + c1 * c2 / groups
+
+
+def mac_point(h: int, w: int, c1: int, c2: int, groups: int = 1) -> dict:
+    """One 1×1 conv: its FLOPs (B = hw·c1·c2/g), its MAC (Eq. 1–2) and the Eq. 1 lower bound for that B."""
+    mac = mac_conv1x1(h, w, c1, c2, groups)
+    flops = h * w * c1 * c2 // groups
+    bound = mac_lower_bound(h, w, flops)
+    return {"h": h, "w": w, "c1": c1, "c2": c2, "groups": groups, "flops": flops, "mac": mac,
+            "bound": bound, "mac_over_bound": mac / bound}
+
+
+def mac_curve(h: int, w: int, flops: float, ratios=None) -> dict:
+    """MAC of a 1×1 conv along c2/c1 at fixed FLOPs B (c1 = √(B/(hw·r)), c2 = r·c1; real-valued widths).
+
+    The minimum sits at c2/c1 = 1, on the Eq. 1 bound: guideline G1, equal widths.
+    """
+    if h < 1 or w < 1 or flops <= 0:
+        raise ValueError(f"h, w and flops must be positive, got h={h!r}, w={w!r}, flops={flops!r}")
+    ratios = np.geomspace(1 / 16, 16, 97) if ratios is None else np.asarray(ratios, dtype=float)
+    c1 = np.sqrt(flops / (h * w * ratios))
+    c2 = ratios * c1
+    return {"ratios": ratios, "c1": c1, "c2": c2, "mac": mac_formula(h, w, c1, c2),
+            "bound": mac_lower_bound(h, w, flops)}
 
 
 @dataclass

@@ -20,13 +20,18 @@ from .blocks import (
     InvertedResidualV3,
     ShuffleV1Unit,
     ShuffleV2Block,
-    make_divisible,
+    make_divisible_round,
 )
+from .validate import check_choice, check_int, check_positive
 
 __all__ = [
     "MobileNetV1",
     "MobileNetV2",
     "MobileNetV3",
+    "MobileNetV3LargeVariant",
+    "first_layers",
+    "last_stage",
+    "LAST_STAGES",
     "ShuffleNetV1",
     "ShuffleNetV2",
     "MODEL_NAMES",
@@ -36,16 +41,6 @@ __all__ = [
     "load_torchvision_weights",
     "randomize_batchnorm",
 ]
-
-
-def _check_width(name: str, value: float) -> None:
-    if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
-        raise ValueError(f"{name} must be a positive number, got {value!r}")
-
-
-def _check_choice(name: str, value, allowed) -> None:
-    if value not in allowed:
-        raise ValueError(f"{name} must be one of {list(allowed)}, got {value!r}")
 
 
 def _init_weights(model: nn.Module) -> None:
@@ -99,13 +94,14 @@ class MobileNetV1(_SequentialBackbone):
     the input size you feed in.
     """
 
-    # (out_channels, stride) of each depthwise-separable layer; the last dw is stride 1 (the
-    # table's "s2" on a 7×7 input is a typo, see papers.md §3).
+    # (out_channels, stride) of each depthwise-separable layer. Table 1 prints the last dw as
+    # "s2", but its input is already 7×7 and the next row is still 7×7: it is stride 1, and
+    # only then do the counts come to the paper's 569M mult-adds and 4.2M parameters.
     cfg = [(64, 1), (128, 2), (128, 1), (256, 2), (256, 1), (512, 2)] + [(512, 1)] * 5 + [(1024, 2), (1024, 1)]
 
     def __init__(self, width_mult: float = 1.0, num_classes: int = 1000) -> None:
         super().__init__()
-        _check_width("width_mult", width_mult)
+        check_positive("width_mult", width_mult)
         c = lambda ch: max(8, int(ch * width_mult))  # noqa: E731
         layers, strides, chans = [ConvBNAct(3, c(32), 3, 2)], [2], [c(32)]
         in_ch = c(32)
@@ -141,13 +137,13 @@ class MobileNetV2(_SequentialBackbone):
 
     def __init__(self, width_mult: float = 1.0, num_classes: int = 1000, dropout: float = 0.2) -> None:
         super().__init__()
-        _check_width("width_mult", width_mult)
-        in_ch = make_divisible(32 * width_mult)
-        self.last_channel = make_divisible(1280 * max(1.0, width_mult))  # not thinned (Sec. 4)
+        check_positive("width_mult", width_mult)
+        in_ch = make_divisible_round(32 * width_mult)
+        self.last_channel = make_divisible_round(1280 * max(1.0, width_mult))  # not thinned (Sec. 4)
         layers = [ConvBNAct(3, in_ch, 3, 2, activation=nn.ReLU6)]
         strides, chans = [2], [in_ch]
         for t, c, n, s in self.cfg:
-            out = make_divisible(c * width_mult)
+            out = make_divisible_round(c * width_mult)
             for i in range(n):
                 stride = s if i == 0 else 1
                 layers.append(InvertedResidual(in_ch, out, stride, t))
@@ -181,7 +177,7 @@ class BneckConfig:
     stride: int
 
     def scaled(self, width_mult: float) -> "BneckConfig":
-        adjust = lambda c: make_divisible(c * width_mult)  # noqa: E731
+        adjust = lambda c: make_divisible_round(c * width_mult)  # noqa: E731
         return BneckConfig(adjust(self.in_channels), self.kernel, adjust(self.expanded),
                            adjust(self.out_channels), self.use_se, self.activation, self.stride)
 
@@ -217,8 +213,12 @@ MOBILENET_V3_SMALL = [  # Table 2
     _B(96, 5, 576, 96, True, "HS", 1),
     _B(96, 5, 576, 96, True, "HS", 1),
 ]
-# Width of the 1×1 conv after pooling (Table 1: 1280; Table 2 version A and torchvision: 1024).
+# Width of the 1×1 conv after pooling. Table 1 (Large): 1280. Table 2 (Small): 1024 in the
+# latest arXiv version of the paper (1905.02244), 1280 in another; 1024 is what torchvision
+# builds and what the latest version's Table 3 count of 2.5M parameters for Small implies.
 _V3_LAST_CHANNEL = {"large": 1280, "small": 1024}
+# torchvision's BatchNorm settings for MobileNet V3 (the TF reference's).
+_V3_NORM = dict(bn_eps=0.001, bn_momentum=0.01)
 
 
 class MobileNetV3(_SequentialBackbone):
@@ -232,10 +232,10 @@ class MobileNetV3(_SequentialBackbone):
     def __init__(self, mode: str = "large", width_mult: float = 1.0, num_classes: int = 1000,
                  dropout: float = 0.2) -> None:
         super().__init__()
-        _check_choice("mode", mode, ("large", "small"))
-        _check_width("width_mult", width_mult)
+        check_choice("mode", mode, ("large", "small"))
+        check_positive("width_mult", width_mult)
         cfgs = [c.scaled(width_mult) for c in (MOBILENET_V3_LARGE if mode == "large" else MOBILENET_V3_SMALL)]
-        norm = dict(bn_eps=0.001, bn_momentum=0.01)
+        norm = _V3_NORM
         stem = cfgs[0].in_channels
         layers = [ConvBNAct(3, stem, 3, 2, activation=nn.Hardswish, **norm)]
         strides, chans = [2], [stem]
@@ -252,7 +252,7 @@ class MobileNetV3(_SequentialBackbone):
         self.features = nn.Sequential(*layers)
         self._set_taps(strides, chans, n_blocks)
         self.avgpool = nn.AdaptiveAvgPool2d(1)
-        self.last_channel = make_divisible(_V3_LAST_CHANNEL[mode] * width_mult)
+        self.last_channel = make_divisible_round(_V3_LAST_CHANNEL[mode] * width_mult)
         self.classifier = nn.Sequential(
             nn.Linear(last_conv, self.last_channel),
             nn.Hardswish(inplace=True),
@@ -264,6 +264,68 @@ class MobileNetV3(_SequentialBackbone):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(torch.flatten(self.avgpool(self.features(x)), 1))
+
+
+# --- Sec. 5.1 of the V3 paper: the redesigned expensive layers, old and new, as parts of V3-Large
+
+_STEM_ACTIVATIONS = {"RE": nn.ReLU, "HS": nn.Hardswish}
+LAST_STAGES = ("efficient", "original")
+
+
+def first_layers(stem_channels: int = 16, activation: str = "HS") -> nn.Sequential:
+    """V3-Large's start: the 3×3 stride-2 stem and the first bneck (depthwise 3×3 on the stem's
+    channels, projected to 16), so 32 filters cost their real price downstream too.
+    """
+    check_int("stem_channels", stem_channels)
+    check_choice("activation", activation, tuple(_STEM_ACTIVATIONS))
+    return nn.Sequential(
+        ConvBNAct(3, stem_channels, 3, 2, activation=_STEM_ACTIVATIONS[activation], **_V3_NORM),
+        InvertedResidualV3(stem_channels, 3, stem_channels, 16, False, "RE", 1),
+    )
+
+
+def last_stage(kind: str = "efficient", in_channels: int = 160, num_classes: int = 1000) -> nn.Sequential:
+    """V3-Large's last stage (Fig. 5), from the 7×7×160 output of the last bneck to the logits.
+
+    original: 1×1 expand to 960, 3×3 depthwise, 1×1 project to 320, 1×1 to 1280, all at 7×7,
+    then pool and classify (MobileNet V2's tail). efficient: 1×1 to 960 at 7×7, pool, then
+    the 1280-wide layer runs on a 1×1 map (a Linear), so depthwise and projection go away.
+    """
+    check_choice("kind", kind, LAST_STAGES)
+    if kind == "efficient":
+        return nn.Sequential(
+            ConvBNAct(in_channels, 960, 1, activation=nn.Hardswish, **_V3_NORM),
+            nn.AdaptiveAvgPool2d(1), nn.Flatten(1),
+            nn.Linear(960, 1280), nn.Hardswish(inplace=True),
+            nn.Linear(1280, num_classes),
+        )
+    return nn.Sequential(
+        ConvBNAct(in_channels, 960, 1, activation=nn.Hardswish, **_V3_NORM),
+        ConvBNAct(960, 960, 3, groups=960, activation=nn.Hardswish, **_V3_NORM),
+        ConvBNAct(960, 320, 1, activation=None, **_V3_NORM),
+        ConvBNAct(320, 1280, 1, activation=nn.Hardswish, **_V3_NORM),
+        nn.AdaptiveAvgPool2d(1), nn.Flatten(1),
+        nn.Linear(1280, num_classes),
+    )
+
+
+class MobileNetV3LargeVariant(nn.Module):
+    """MobileNetV3-Large with a chosen stem (filters, activation) and last stage.
+
+    ``MobileNetV3LargeVariant()`` (16 filters, h-swish, efficient) has exactly the
+    parameters of ``MobileNetV3("large")``; the other settings are the designs Sec. 5.1 replaced.
+    """
+
+    def __init__(self, stem_channels: int = 16, stem_activation: str = "HS", last: str = "efficient") -> None:
+        super().__init__()
+        rest = [InvertedResidualV3(c.in_channels, c.kernel, c.expanded, c.out_channels, c.use_se,
+                                   c.activation, c.stride) for c in MOBILENET_V3_LARGE[1:]]
+        self.first = first_layers(stem_channels, stem_activation)
+        self.bnecks = nn.Sequential(*rest)
+        self.last = last_stage(last, MOBILENET_V3_LARGE[-1].out_channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.last(self.bnecks(self.first(x)))
 
 
 class _StagedBackbone(nn.Module):
@@ -291,9 +353,9 @@ class ShuffleNetV1(_StagedBackbone):
 
     def __init__(self, groups: int = 3, scale: float = 1.0, num_classes: int = 1000) -> None:
         super().__init__()
-        _check_choice("groups", groups, tuple(SHUFFLENET_V1_CHANNELS))
-        _check_width("scale", scale)
-        widths = [make_divisible(c * scale, 4 * groups) for c in SHUFFLENET_V1_CHANNELS[groups]]
+        check_choice("groups", groups, tuple(SHUFFLENET_V1_CHANNELS))
+        check_positive("scale", scale)
+        widths = [make_divisible_round(c * scale, 4 * groups) for c in SHUFFLENET_V1_CHANNELS[groups]]
         self.conv1 = ConvBNAct(3, 24, 3, 2)
         self.maxpool = nn.MaxPool2d(3, 2, 1)
         in_ch = 24
@@ -326,7 +388,7 @@ class ShuffleNetV2(_StagedBackbone):
 
     def __init__(self, scale: float = 1.0, num_classes: int = 1000) -> None:
         super().__init__()
-        _check_choice("scale", scale, tuple(SHUFFLENET_V2_CHANNELS))
+        check_choice("scale", scale, tuple(SHUFFLENET_V2_CHANNELS))
         *widths, last = SHUFFLENET_V2_CHANNELS[scale]
         self.conv1 = ConvBNAct(3, 24, 3, 2)
         self.maxpool = nn.MaxPool2d(3, 2, 1)
@@ -366,13 +428,13 @@ TORCHVISION_NAMES = ("mobilenet_v2", "mobilenet_v3_large", "mobilenet_v3_small",
 
 def build_model(name: str, **kwargs) -> nn.Module:
     """Build one of the course's models by name (see ``MODEL_NAMES``)."""
-    _check_choice("name", name, MODEL_NAMES)
+    check_choice("name", name, MODEL_NAMES)
     return _BUILDERS[name](**kwargs)
 
 
 def torchvision_reference(name: str, num_classes: int = 1000) -> nn.Module | None:
     """torchvision's randomly initialised twin of ``name``, or None where torchvision has none."""
-    _check_choice("name", name, MODEL_NAMES)
+    check_choice("name", name, MODEL_NAMES)
     if name not in TORCHVISION_NAMES:
         return None
     import torchvision

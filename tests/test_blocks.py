@@ -17,7 +17,7 @@ from course.blocks import (
     ShuffleV2Block,
     SqueezeExcitation,
     channel_shuffle,
-    make_divisible,
+    make_divisible_round,
 )
 from course.measure import count_params
 
@@ -26,7 +26,7 @@ from course.measure import count_params
 def test_make_divisible_matches_torchvision(v, expected):
     from torchvision.models._utils import _make_divisible
 
-    assert make_divisible(v) == _make_divisible(v, 8) == expected
+    assert make_divisible_round(v) == _make_divisible(v, 8) == expected
 
 
 def test_conv_bn_act_padding_groups_and_linear():
@@ -72,7 +72,7 @@ def test_hard_activations_equal_torch_functional():
 
 def test_squeeze_excitation_gate_and_channels():
     se = SqueezeExcitation(96)
-    assert se.fc1.out_channels == make_divisible(96 // 4, 8) == 24
+    assert se.fc1.out_channels == make_divisible_round(96 // 4, 8) == 24
     x = torch.randn(2, 96, 7, 7)
     gate = se.scale(x)
     assert gate.shape == (2, 96, 1, 1) and gate.min() >= 0 and gate.max() <= 1
@@ -163,7 +163,7 @@ def test_shuffle_v2_block_matches_torchvision():
         (lambda: InvertedResidual(16, 16, 3, 6), r"stride must be 1 or 2, got 3"),
         (lambda: InvertedResidualV3(16, 7, 16, 16, False, "RE", 1), r"kernel_size must be 3 or 5, got 7"),
         (lambda: InvertedResidualV3(16, 3, 16, 16, False, "swish", 1), r"activation must be one of \['HS', 'RE'\], got 'swish'"),
-        (lambda: make_divisible(-1), r"v must be positive"),
+        (lambda: make_divisible_round(-1), r"v must be positive"),
     ],
 )
 def test_bad_input_names_argument_value_and_allowed(build, match):

@@ -3,12 +3,14 @@
 import math
 
 import matplotlib
+import numpy as np
 import pytest
 import torch
 from torch import nn
 
 matplotlib.use("Agg")
 
+from course import manifold, memory  # noqa: E402
 from course.exercises import ExerciseFailed, check  # noqa: E402
 from course.blocks import InvertedResidual  # noqa: E402
 from course.exercises.ch02 import compare_inverted_residual, reference_smallest_safe_n  # noqa: E402
@@ -17,30 +19,60 @@ from course.widgets import ch02_mobilenet_v2 as ch02  # noqa: E402
 
 
 def test_relu_roundtrip_survives_only_in_high_dimensions():
-    low, high = ch02.relu_roundtrip(2, seed=0), ch02.relu_roundtrip(30, seed=0)
+    low, high = manifold.relu_roundtrip(2, seed=0), manifold.relu_roundtrip(30, seed=0)
     assert low["recovered_fraction"] < 0.5
     assert high["recovered_fraction"] == 1.0
     assert high["projected"].shape == high["points"].shape
-    # A recoverable point really is recovered exactly from the surviving coordinates.
+    # A kept point really is recovered exactly from the coordinates ReLU let through.
     i = int(high["recoverable"].argmax())
     active = high["relu"][i] > 0
     x = torch.linalg.lstsq(torch.tensor(high["T"][active]), torch.tensor(high["relu"][i][active])).solution
     assert torch.allclose(x, torch.tensor(high["points"][i]), atol=1e-8)
     with pytest.raises(ValueError, match="n must be"):
-        ch02.relu_roundtrip(1)
+        manifold.relu_roundtrip(1)
+
+
+@pytest.mark.parametrize("n, seed", [(2, 0), (3, 1), (5, 2)])
+def test_kept_means_the_drawn_map_is_one_to_one_there(n, seed):
+    """Differentiate the drawn map x -> T+ReLU(Tx) numerically: it keeps a 2-D neighbourhood (|det J| > 0)
+    exactly at the points counted as kept, and flattens it (det J = 0) at the collapsed ones."""
+    r = manifold.relu_roundtrip(n, seed)
+    T, T_pinv, x = r["T"], np.linalg.pinv(r["T"]), r["points"]
+    drawn = lambda p: np.maximum(p @ T.T, 0) @ T_pinv.T  # noqa: E731
+    assert np.allclose(drawn(x), r["projected"])
+    eps = 1e-7
+    away_from_kinks = np.abs(x @ T.T).min(axis=1) > 1e-4
+    J = np.stack([(drawn(x + eps * e) - drawn(x)) / eps for e in np.eye(2)], axis=2)
+    det = np.abs(np.linalg.det(J))
+    kept = r["recoverable"]
+    assert 0 < kept.sum() < len(kept)  # both kinds occur, so both directions are tested
+    assert (det[kept & away_from_kinks] > 1e-3).all()
+    assert (det[~kept & away_from_kinks] < 1e-6).all()
+
+
+def test_the_picture_colours_exactly_the_points_the_number_counts():
+    results = [manifold.relu_roundtrip(n, seed=0) for n in (3, 5)]
+    fig = ch02.plot_roundtrip(results)
+    for ax, r in zip(fig.axes, results):
+        grey, coloured = (c.get_offsets() for c in ax.collections)
+        ok = r["recoverable"]
+        assert np.allclose(coloured, r["projected"][ok]) and np.allclose(grey, r["projected"][~ok])
+        share = len(coloured) / (len(coloured) + len(grey))
+        assert ax.get_title().endswith(f"{100 * share:.0f} % kept")
+    matplotlib.pyplot.close(fig)
 
 
 def test_block_tensors_inverted_vs_classic():
-    inv = ch02.block_tensors("inverted", 24, 6, 56, stride=2)
+    inv = memory.block_tensors("inverted", 24, 6, 56, stride=2)
     assert [r["channels"] for r in inv] == [24, 144, 144, 24]
     assert [r["size"] for r in inv] == [56, 56, 28, 28]
     assert inv[0]["kB_16bit"] == 56 * 56 * 24 * 2 / 1000
-    cls = ch02.block_tensors("classic", 24, 6, 56)
+    cls = memory.block_tensors("classic", 24, 6, 56)
     assert [r["channels"] for r in cls] == [144, 24, 24, 144]
     # Table 3's MobileNet V2 row at 112×112: 16 channels, about 400 kB.
-    assert round(ch02.block_tensors("inverted", 16, 6, 112)[0]["kB_16bit"]) == 401
+    assert round(memory.block_tensors("inverted", 16, 6, 112)[0]["kB_16bit"]) == 401
     with pytest.raises(ValueError, match="kind"):
-        ch02.block_tensors("wide", 24, 6, 56)
+        memory.block_tensors("wide", 24, 6, 56)
 
 
 def test_manifold_widget_updates():
@@ -60,7 +92,7 @@ def test_block_widget_updates():
 
 
 def test_plots_build():
-    for fig in (ch02.plot_relu6(), ch02.plot_roundtrip([ch02.relu_roundtrip(n) for n in (2, 30)])):
+    for fig in (ch02.plot_relu6(), ch02.plot_roundtrip([manifold.relu_roundtrip(n) for n in (2, 30)])):
         assert fig.axes
         matplotlib.pyplot.close(fig)
 
@@ -124,4 +156,4 @@ def test_exercise_2_3_both_ways():
     check("2.3", reference_smallest_safe_n)
     with pytest.raises(ExerciseFailed, match="expected 15"):
         check("2.3", lambda threshold, seeds: 30)
-    assert math.isclose(ch02.relu_roundtrip(15)["recovered_fraction"], 1.0)
+    assert math.isclose(manifold.relu_roundtrip(15)["recovered_fraction"], 1.0)

@@ -10,13 +10,14 @@ import torch
 from torch import nn
 
 from course.blocks import ShuffleV1Unit, channel_shuffle
+from course import groups
 from course.exercises import ExerciseFailed, check
 from course.widgets import ch04_shufflenet_v1 as ch04
 
 
 def test_group_conv_counts_fall_by_g():
     for g in (1, 2, 3, 4, 8):
-        c = ch04.group_conv_counts(240, 240, g, kernel=1, size=28) if 240 % g == 0 else None
+        c = groups.group_conv_counts(240, 240, g, kernel=1, size=28) if 240 % g == 0 else None
         if c is None:
             continue
         assert c["params"] == 240 * 240 // g
@@ -26,29 +27,29 @@ def test_group_conv_counts_fall_by_g():
 
 def test_group_conv_counts_rejects_bad_groups():
     with pytest.raises(ValueError, match="groups=7"):
-        ch04.group_conv_counts(240, 240, 7)
+        groups.group_conv_counts(240, 240, 7)
 
 
 def test_channel_reach_of_one_group_conv_is_block_diagonal():
-    reach = ch04.channel_reach(nn.Conv2d(12, 12, 1, groups=3, bias=False), 12)
+    reach = groups.channel_reach(nn.Conv2d(12, 12, 1, groups=3, bias=False), 12)
     assert reach.shape == (12, 12)
     assert np.array_equal(reach, np.kron(np.eye(3), np.ones((4, 4))).astype(bool))
 
 
 def test_group_reach_without_and_with_shuffle():
-    assert np.array_equal(ch04.group_reach(12, 3, 2, shuffle=False), np.eye(3))
-    assert np.array_equal(ch04.group_reach(12, 3, 2, shuffle=True), np.ones((3, 3)))
+    assert np.array_equal(groups.group_reach(12, 3, 2, shuffle=False), np.eye(3))
+    assert np.array_equal(groups.group_reach(12, 3, 2, shuffle=True), np.ones((3, 3)))
     # one channel per group: the shuffle is the identity, nothing mixes
-    assert np.array_equal(ch04.group_reach(3, 3, 2, shuffle=True), np.eye(3))
+    assert np.array_equal(groups.group_reach(3, 3, 2, shuffle=True), np.eye(3))
 
 
 def test_reached_groups_when_groups_are_too_narrow():
     # 8 channels, g = 4: group 0's two channels land in groups 0 and 2 after the shuffle
-    assert ch04.reached_groups(8, 4, 0, shuffle=True) == {0, 2}
-    assert ch04.reached_groups(8, 4, 0, shuffle=False) == {0}
-    assert ch04.reached_groups(16, 4, 3, shuffle=True) == {0, 1, 2, 3}
+    assert groups.reached_groups(8, 4, 0, shuffle=True) == {0, 2}
+    assert groups.reached_groups(8, 4, 0, shuffle=False) == {0}
+    assert groups.reached_groups(16, 4, 3, shuffle=True) == {0, 1, 2, 3}
     with pytest.raises(ValueError, match="input_group"):
-        ch04.reached_groups(8, 4, 4, shuffle=True)
+        groups.reached_groups(8, 4, 4, shuffle=True)
 
 
 def test_shuffle_steps_end_at_the_library_shuffle():

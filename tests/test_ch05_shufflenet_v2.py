@@ -16,29 +16,6 @@ from course.measure import mac_conv1x1
 from course.widgets import ch05_shufflenet_v2 as ch05
 
 
-def test_mac_point_and_bound():
-    p = ch05.mac_point(56, 56, 128, 128)
-    assert p["flops"] == 56 * 56 * 128 * 128
-    assert p["mac"] == mac_conv1x1(56, 56, 128, 128)
-    assert p["mac_over_bound"] == pytest.approx(1.0)
-    q = ch05.mac_point(56, 56, 64, 256)  # same FLOPs, unequal widths
-    assert q["flops"] == p["flops"] and q["mac"] > p["mac"]
-    with pytest.raises(ValueError, match="groups"):
-        ch05.mac_point(56, 56, 128, 128, groups=3)
-
-
-def test_mac_curve_minimum_at_equal_widths():
-    curve = ch05.mac_curve(56, 56, 56 * 56 * 128 * 128)
-    best = curve["ratios"][curve["mac"].argmin()]
-    assert best == pytest.approx(1.0)
-    assert curve["mac"].min() == pytest.approx(curve["bound"])
-    # the real-valued formula agrees with course.measure at integer widths
-    c = ch05.mac_curve(28, 28, 28 * 28 * 64 * 256, [4.0])
-    assert c["mac"][0] == pytest.approx(mac_conv1x1(28, 28, 64, 256))
-    with pytest.raises(ValueError, match="flops"):
-        ch05.mac_curve(28, 28, 0)
-
-
 def test_mac_widget_follows_controls():
     h = ch05.mac_widget(56, 56, 128, 128, 1)
     assert h.state()["mac_over_bound"] == pytest.approx(1.0)

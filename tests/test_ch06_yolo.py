@@ -12,8 +12,10 @@ matplotlib.use("Agg")
 from course.exercises import ExerciseFailed, check  # noqa: E402
 from course.exercises.ch06 import MBV3_BACKBONE, MBV3_TAPS  # noqa: E402
 from course.widgets import ch06_yolo as ch  # noqa: E402
-from course.yolo import DetectionModel, layer_groups, load_cfg, make_divisible  # noqa: E402
+from course.yolo import DetectionModel, layer_groups, load_cfg, make_divisible_ceil  # noqa: E402
+from course.yolo import cfg_edit  # noqa: E402
 from course.yolo import compare as C  # noqa: E402
+from course.yolo.model import detect_levels  # noqa: E402
 from course.yolo.train import train_kwargs  # noqa: E402
 
 
@@ -25,30 +27,30 @@ def shufflenet():
 def test_replace_backbone_reproduces_the_shipped_swaps():
     for cfg, taps in (("yolov5n-shufflenetv2.yaml", {4: 2, 6: 4}), ("yolov5n-mobilenetv3small.yaml", {4: 3, 6: 8})):
         ship = load_cfg(cfg)
-        swapped = ch.replace_backbone("yolov5n.yaml", ship["backbone"], taps)
+        swapped = cfg_edit.replace_backbone("yolov5n.yaml", ship["backbone"], taps)
         assert swapped["backbone"] == ship["backbone"] and swapped["head"] == ship["head"]
         assert swapped["width_multiple"] == swapped["depth_multiple"] == 1.0
 
 
 def test_replace_backbone_names_a_missing_tap():
     with pytest.raises(ValueError, match="old backbone layer 6"):
-        ch.replace_backbone("yolov5n.yaml", MBV3_BACKBONE, {4: 3})
+        cfg_edit.replace_backbone("yolov5n.yaml", MBV3_BACKBONE, {4: 3})
 
 
 def test_bake_multiples_keeps_the_model():
-    a, b = DetectionModel("yolov5n.yaml"), DetectionModel(ch.bake_multiples("yolov5n.yaml"))
+    a, b = DetectionModel("yolov5n.yaml"), DetectionModel(cfg_edit.bake_multiples("yolov5n.yaml"))
     assert sum(p.numel() for p in a.parameters()) == sum(p.numel() for p in b.parameters()) == 1_872_157
 
 
 def test_insert_layer_shifts_absolute_indices_only():
-    d = ch.insert_layer("yolov5n.yaml", 5, [-1, 1, "Conv", [256, 1, 1]])
+    d = cfg_edit.insert_layer("yolov5n.yaml", 5, [-1, 1, "Conv", [256, 1, 1]])
     assert len(d["backbone"]) == 11 and d["head"][2][0] == [-1, 7] and d["head"][6][0] == [-1, 4]
     assert d["head"][-1][0] == [18, 21, 24]
     assert DetectionModel(d).stride.tolist() == [8.0, 16.0, 32.0]
 
 
 def test_detect_levels_and_cfg_text(shufflenet):
-    levels = ch.detect_levels(shufflenet)
+    levels = detect_levels(shufflenet)
     assert [(lv["layer"], lv["stride"], lv["channels"]) for lv in levels] == [(14, 8, 64), (17, 16, 128), (20, 32, 256)]
     text = ch.cfg_text("yolov5n-shufflenetv2.yaml")
     assert "  - [[14, 17, 20], 1, Detect, [nc, anchors]]  # 21" in text
@@ -71,7 +73,7 @@ def test_registry_excerpt_shows_the_declarations():
 
 
 def test_116_becomes_120(shufflenet):
-    assert make_divisible(116, 8) == 120 and shufflenet.model[1].args[:2] == [32, 120]
+    assert make_divisible_ceil(116, 8) == 120 and shufflenet.model[1].args[:2] == [32, 120]
 
 
 FAKE = {"base": dict(params=1_000_000, gflops=4.0, cpu_ms_320=20.0, cpu_ms_640=80.0, map50=0.9, map=0.6),
@@ -85,7 +87,7 @@ def test_comparison_rows_and_table():
     assert rows[1]["gflops_vs_base"] == 0.5 and rows[1]["cpu_ms_320_vs_base"] == 1.5
     assert rows[2]["map50"] is None and rows[1]["cpu_ms_640_vs_base"] is None
     table = C.format_comparison(rows, "title")
-    assert table.splitlines()[0] == "title" and "1,000,000" in table and "–" in table
+    assert table.splitlines()[0] == "title" and "1,000,000" in table and "—" in table
     fig = C.plot_comparison(rows)
     assert len(fig.axes) == 4
     matplotlib.pyplot.close(fig)
@@ -214,7 +216,7 @@ def test_plot_samples_draws_every_label_and_names_the_file(viewer):
 # ---- exercises, both ways
 
 def _swap_solution():
-    return ch.replace_backbone("yolov5n.yaml", MBV3_BACKBONE, MBV3_TAPS)
+    return cfg_edit.replace_backbone("yolov5n.yaml", MBV3_BACKBONE, MBV3_TAPS)
 
 
 def test_exercise_6_1_passes_and_fails_helpfully():
@@ -252,7 +254,7 @@ def test_exercise_6_2_both_ways():
 
 
 def test_exercise_6_3_both_ways():
-    check("6.3", ch.insert_layer)
+    check("6.3", cfg_edit.insert_layer)
 
     def forgets_lists(cfg, index, row):
         rows = cfg["backbone"] + cfg["head"]

@@ -58,6 +58,29 @@ def test_mac_formulas_shufflenet_v2():
         measure.mac_conv1x1(1, 1, 0, 4)
 
 
+def test_mac_point_and_bound():
+    p = measure.mac_point(56, 56, 128, 128)
+    assert p["flops"] == 56 * 56 * 128 * 128
+    assert p["mac"] == measure.mac_conv1x1(56, 56, 128, 128)
+    assert p["mac_over_bound"] == pytest.approx(1.0)
+    q = measure.mac_point(56, 56, 64, 256)  # same FLOPs, unequal widths
+    assert q["flops"] == p["flops"] and q["mac"] > p["mac"]
+    with pytest.raises(ValueError, match="groups"):
+        measure.mac_point(56, 56, 128, 128, groups=3)
+
+
+def test_mac_curve_minimum_at_equal_widths():
+    curve = measure.mac_curve(56, 56, 56 * 56 * 128 * 128)
+    best = curve["ratios"][curve["mac"].argmin()]
+    assert best == pytest.approx(1.0)
+    assert curve["mac"].min() == pytest.approx(curve["bound"])
+    # the real-valued formula agrees with mac_conv1x1 at integer widths
+    c = measure.mac_curve(28, 28, 28 * 28 * 64 * 256, [4.0])
+    assert c["mac"][0] == pytest.approx(measure.mac_conv1x1(28, 28, 64, 256))
+    with pytest.raises(ValueError, match="flops"):
+        measure.mac_curve(28, 28, 0)
+
+
 def test_latency_result_records_what_produced_it():
     res = measure.latency(nn.Conv2d(3, 4, 3), (2, 3, 16, 16), device="cpu", min_run_time=0.02)
     assert res.device == "cpu" and res.batch == 2 and res.dtype == "float32"

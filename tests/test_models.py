@@ -8,15 +8,18 @@ from course.models import (
     TORCHVISION_NAMES,
     MobileNetV1,
     MobileNetV3,
+    MobileNetV3LargeVariant,
     ShuffleNetV1,
     ShuffleNetV2,
     build_model,
+    first_layers,
+    last_stage,
     load_torchvision_weights,
     randomize_batchnorm,
     torchvision_reference,
 )
 
-# torchvision's weights metadata (num_params), papers.md §6.
+# torchvision's weights metadata (num_params in torchvision/models/mobilenetv2.py, mobilenetv3.py, shufflenetv2.py).
 TORCHVISION_PARAMS = {
     "mobilenet_v2": 3_504_872,
     "mobilenet_v3_large": 5_483_032,
@@ -143,3 +146,25 @@ def test_num_classes_and_width_multiplier():
 def test_bad_model_arguments(build, match):
     with pytest.raises(ValueError, match=match):
         build()
+
+
+def test_default_v3_variant_is_mobilenet_v3_large():
+    """Built from the redesign's parts, the default variant is V3-Large, tensor for tensor."""
+    variant, large = MobileNetV3LargeVariant().eval(), randomize_batchnorm(MobileNetV3("large")).eval()
+    load_torchvision_weights(variant, large)
+    x = torch.randn(2, 3, 96, 96)
+    with torch.no_grad():
+        torch.testing.assert_close(variant(x), large(x))
+
+
+def test_v3_redesigned_parts():
+    """Sec. 5.1: the original last stage and the 32-filter stem cost more mult-adds."""
+    at_7x7 = (1, 160, 7, 7)
+    assert count_flops(last_stage("original"), at_7x7) > count_flops(last_stage("efficient"), at_7x7)
+    assert count_flops(first_layers(32, "RE")) > count_flops(first_layers(16, "HS"))
+    assert last_stage("original")(torch.zeros(2, 160, 7, 7)).shape == (2, 1000)
+    assert first_layers(32, "RE")(torch.zeros(1, 3, 64, 64)).shape == (1, 16, 32, 32)
+    with pytest.raises(ValueError, match=r"kind must be one of \['efficient', 'original'\], got 'fast'"):
+        last_stage("fast")
+    with pytest.raises(ValueError, match="activation must be one of"):
+        first_layers(16, "swish")

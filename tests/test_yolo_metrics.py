@@ -312,3 +312,12 @@ def test_yolov5_integration_is_higher_when_recall_is_low(seed):
     ref50, ref = _torchmetrics_map(preds, targets)
     interp50, interp = _ours(preds, targets, "interp")
     assert 0.02 < interp50 - ref50 < 0.1 and 0.02 < interp - ref < 0.1
+
+
+def test_fitness_is_yolov5s_checkpoint_score():
+    """0.1 · mAP@0.5 + 0.9 · mAP@0.5:0.95, worked out by hand; training ranks epochs by the same function."""
+    from course.yolo import train
+    from course.yolo.metrics import fitness
+
+    assert fitness({"map50": 0.5, "map": 0.3}) == pytest.approx(0.05 + 0.27)
+    assert train.fitness is fitness

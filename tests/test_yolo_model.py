@@ -1,7 +1,7 @@
 """course.yolo model: YAML parsing, channel/depth scaling, Detect decoding, set-up steps.
 
-Reference numbers: /work/shared/reference/yolov5.md sections 1.1-1.3, 2.3 (parameter counts of
-the models built by ultralytics/yolov5 v7.0 and ppogg/YOLOv5-Lite's own code) and 3.
+Reference numbers: ultralytics/yolov5 v7.0 (models/yolov5*.yaml, models/yolo.py parse_model and
+Detect, and the parameter counts its own code builds) and ppogg/YOLOv5-Lite (v5Lite-s.yaml).
 """
 
 import copy
@@ -13,7 +13,7 @@ from torch import nn
 
 from course.blocks import SqueezeExcitation
 from course.yolo import (REGISTRY, Detect, DetectionModel, ModelConfigError, layer_groups, list_cfgs, load_cfg,
-                         make_divisible, register, register_module)
+                         make_divisible_ceil, register, register_module)
 from course.yolo.backbones import MobileV3Bneck
 from course.yolo.common import Conv
 from course.yolo.model import parse_activation
@@ -101,7 +101,14 @@ def test_detect_params_formula(models):
 @pytest.mark.parametrize("x, divisor, expected", [(116, 8, 120), (64 * 0.25, 8, 16), (1024 * 0.5, 8, 512),
                                                   (16 * 0.25, 8, 8), (100, 32, 128)])
 def test_make_divisible_rounds_up(x, divisor, expected):
-    assert make_divisible(x, divisor) == expected
+    assert make_divisible_ceil(x, divisor) == expected
+
+
+def test_the_two_roundings_differ():
+    """YOLOv5 rounds 99 channels up to 104; the MobileNets round to the nearest multiple, 96."""
+    from course.blocks import make_divisible_round
+
+    assert (make_divisible_ceil(99, 8), make_divisible_round(99, 8)) == (104, 96)
 
 
 def test_width_and_depth_scaling(models):

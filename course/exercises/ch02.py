@@ -8,9 +8,10 @@ import torch
 from torch import nn
 
 from ..blocks import InvertedResidual
+from ..manifold import EMBED_DIMS, relu_roundtrip
 from ..measure import count_params
+from ..memory import block_tensors
 from ..models import torchvision_reference
-from ..widgets.ch02_mobilenet_v2 import EMBED_DIMS, block_tensors, relu_roundtrip
 from . import ExerciseFailed, assert_same_outputs, exercise
 
 # (in, out, stride, t, map size): residual, stride 2, channel change, t = 1 (no expansion layer)

@@ -6,7 +6,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..blocks import SqueezeExcitation, make_divisible
+from ..blocks import SqueezeExcitation, make_divisible_round
 from ..measure import count_params
 from ..models import MOBILENET_V3_LARGE, MOBILENET_V3_SMALL
 from . import ExerciseFailed, exercise
@@ -77,13 +77,13 @@ def _first_out_width(module: nn.Module) -> int | None:
 
 @exercise("3.2", "Squeeze-and-excitation block", points=2)
 def _check_se(se_cls):
-    """se_cls(channels) → a module: pool, 1×1 down to make_divisible(C // 4, 8), ReLU, 1×1 up,
+    """se_cls(channels) → a module: pool, 1×1 down to make_divisible_round(C // 4, 8), ReLU, 1×1 up,
     h-sigmoid, scale; compared with ``course.blocks.SqueezeExcitation`` after loading its weights.
     """
     torch.manual_seed(0)
     details = []
     for channels in (16, 96, 120):
-        squeeze = make_divisible(channels // 4, 8)
+        squeeze = make_divisible_round(channels // 4, 8)
         try:
             se = se_cls(channels)
         except TypeError as exc:
@@ -95,7 +95,7 @@ def _check_se(se_cls):
         width = _first_out_width(se)
         if width != squeeze:
             raise ExerciseFailed(f"channels={channels}: the squeeze layer should have {squeeze} outputs "
-                                 f"(make_divisible({channels} // 4, 8)), got {width}")
+                                 f"(make_divisible_round({channels} // 4, 8)), got {width}")
         ref = SqueezeExcitation(channels).eval()
         want_params, got_params = count_params(ref), count_params(se)
         if got_params != want_params:
@@ -141,7 +141,7 @@ def _expanded_widths() -> list[int]:
 def _check_squeeze(squeeze_channels):
     """squeeze_channels(expanded) = 1/4 of the expansion width, rounded to a multiple of 8 (torchvision)."""
     for e in _expanded_widths():
-        want = make_divisible(e // 4, 8)
+        want = make_divisible_round(e // 4, 8)
         got = squeeze_channels(e)
         if isinstance(got, bool) or not isinstance(got, int):
             raise ExerciseFailed(f"squeeze_channels({e}) should return an int, got {got!r}")

@@ -7,7 +7,7 @@ from torch import nn
 
 from ..blocks import channel_shuffle
 from ..measure import conv_cost
-from ..widgets.ch04_shufflenet_v1 import reached_groups as _reference_reach
+from ..groups import reached_groups as _reference_reach
 from . import ExerciseFailed, exercise
 
 _SHUFFLE_CASES = ((12, 3), (8, 2), (8, 4), (24, 6), (16, 8), (7, 7), (5, 1))

@@ -9,8 +9,7 @@ import torch
 from torch import nn
 
 from ..blocks import ShuffleV2Block
-from ..measure import count_params, mac_conv1x1
-from ..widgets.ch05_shufflenet_v2 import mac_curve
+from ..measure import count_params, mac_conv1x1, mac_curve
 from . import ExerciseFailed, assert_same_outputs, exercise
 
 

@@ -6,8 +6,9 @@ import copy
 
 import yaml
 
-from ..widgets.ch06_yolo import detect_levels, insert_layer, replace_backbone
 from ..yolo import DetectionModel, ModelConfigError, load_cfg, parse_model
+from ..yolo.cfg_edit import insert_layer, replace_backbone
+from ..yolo.model import detect_levels
 from . import ExerciseFailed, exercise
 
 MBV3_BACKBONE = copy.deepcopy(load_cfg("yolov5n-mobilenetv3small.yaml")["backbone"])

@@ -14,6 +14,8 @@ import torch
 from torch import nn
 
 from ..env import pick
+from ..tables import text_table  # re-exported: notebook 01 calls ch01.text_table
+from ..validate import check_int
 from ..viz import WidgetHandle, show_figure
 from ..measure import conv_cost, count_flops, flops_by_module, latency
 from ..models import MobileNetV1
@@ -39,7 +41,8 @@ __all__ = [
     "multiplier_widget",
 ]
 
-# Howard et al. 2017, "MobileNets", arXiv 1704.04861 (facts in shared/reference/papers.md §3).
+# Howard et al. 2017, "MobileNets: Efficient Convolutional Neural Networks for Mobile Vision
+# Applications", arXiv 1704.04861; each table below names the paper's table it copies.
 PAPER_TABLE2 = {  # Table 2: share of Mult-Adds and of Parameters, in %
     "Conv 1×1": (94.86, 74.59),
     "Conv DW 3×3": (3.06, 1.06),
@@ -66,20 +69,13 @@ ALPHAS = (0.25, 0.5, 0.75, 1.0)
 RESOLUTIONS = (128, 160, 192, 224)
 
 
-
-
-def _check_int(name: str, value, low: int = 1) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
-
-
 def separable_cost(kernel: int, in_channels: int, out_channels: int, size: int) -> dict:
     """Params and mult-adds of a standard k×k conv and of its depthwise-separable replacement (Eq. 2, 4, 5).
 
     Stride 1, same-size output (D_F × D_F), no bias, as in the paper's formulas.
     """
     for name, v in (("kernel", kernel), ("in_channels", in_channels), ("out_channels", out_channels), ("size", size)):
-        _check_int(name, v)
+        check_int(name, v)
     standard = conv_cost(kernel, in_channels, out_channels, size)
     depthwise = conv_cost(kernel, in_channels, in_channels, size, groups=in_channels)
     pointwise = conv_cost(1, in_channels, out_channels, size)
@@ -97,7 +93,7 @@ def separable_cost(kernel: int, in_channels: int, out_channels: int, size: int) 
 def separable_layers(kernel: int, in_channels: int, out_channels: int) -> tuple[nn.Module, nn.Module]:
     """Real layers for the formulas: a standard conv and a depthwise + pointwise pair (no BN, no bias)."""
     for name, v in (("kernel", kernel), ("in_channels", in_channels), ("out_channels", out_channels)):
-        _check_int(name, v)
+        check_int(name, v)
     pad = (kernel - 1) // 2
     standard = nn.Conv2d(in_channels, out_channels, kernel, padding=pad, bias=False)
     separable = nn.Sequential(
@@ -244,19 +240,6 @@ def plot_layer_types(shares: dict):
     axes[0].legend()
     fig.tight_layout()
     return fig
-
-
-def text_table(rows: list[dict], columns: dict[str, str]) -> str:
-    """Rows of dicts as an aligned text table; ``columns`` maps key -> header. Floats get 4 significant digits."""
-    def cell(v):
-        if v is None:
-            return "—"
-        return f"{v:.4g}" if isinstance(v, float) else str(v)
-
-    body = [[cell(r.get(k)) for k in columns] for r in rows]
-    widths = [max(len(h), *(len(b[i]) for b in body)) for i, h in enumerate(columns.values())]
-    line = lambda xs: "  ".join(x.rjust(w) for x, w in zip(xs, widths))  # noqa: E731
-    return "\n".join([line(list(columns.values())), line(["-" * w for w in widths])] + [line(b) for b in body])
 
 
 def _fmt(n: float) -> str:

@@ -1,7 +1,7 @@
 """Chapter 02 (MobileNet V2): why the bottleneck is linear, inverted vs classic residuals, ReLU6.
 
-The manifold experiment follows the paper's Figure 1; memory follows its Table 3
-(16-bit activations, 1 kB = 1000 bytes).
+The pictures and widgets; the manifold experiment (the paper's Figure 1) is computed in
+``course.manifold``, the block memory (its Table 3) in ``course.memory``.
 """
 
 from __future__ import annotations
@@ -9,68 +9,42 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import numpy as np
 
+from ..manifold import EMBED_DIMS, relu_roundtrip  # re-exported: notebook 02 calls ch02.relu_roundtrip
+from ..memory import block_tensors
 from ..viz import WidgetHandle, show_figure
 
 __all__ = [
     "PAPER_V2",
     "EMBED_DIMS",
-    "spiral",
     "relu_roundtrip",
     "plot_roundtrip",
     "manifold_widget",
-    "block_tensors",
     "plot_block_tensors",
     "block_widget",
     "plot_relu6",
 ]
 
-# Sandler et al. 2018, "MobileNetV2", arXiv 1801.04381 (facts in shared/reference/papers.md §4).
+# Sandler et al. 2018, "MobileNetV2: Inverted Residuals and Linear Bottlenecks", arXiv 1801.04381:
+# Table 4 (MAdds, params, top-1, Pixel-1 CPU ms); torchvision's mobilenet_v2 weights meta (num_params).
 PAPER_V2 = {"mult_adds_M": 300, "params_M": 3.4, "top1": 72.0, "pixel1_cpu_ms": 75,
             "torchvision_params": 3_504_872}
-EMBED_DIMS = (2, 3, 5, 15, 30)
 
 
-def spiral(n_points: int = 400) -> np.ndarray:
-    """A 2-D spiral (n_points × 2) that winds twice around the origin without touching it."""
-    if isinstance(n_points, bool) or not isinstance(n_points, int) or n_points < 2:
-        raise ValueError(f"n_points must be an integer >= 2, got {n_points!r}")
-    theta = np.linspace(0.5, 4 * np.pi, n_points)
-    r = theta / (4 * np.pi)
-    return np.stack([r * np.cos(theta), r * np.sin(theta)], axis=1)
-
-
-def relu_roundtrip(n: int, seed: int = 0, points: np.ndarray | None = None) -> dict:
-    """Figure 1: embed 2-D points in n dimensions by a random T, apply ReLU, project back by T⁺.
-
-    A point is *recoverable* when the coordinates ReLU kept (those with Tx > 0) still span
-    2-D: those rows of T can then be inverted exactly. ``recovered_fraction`` is the share
-    of such points; the rest of the manifold was collapsed by the ReLU for good.
-    """
-    if isinstance(n, bool) or not isinstance(n, int) or n < 2:
-        raise ValueError(f"n must be an integer >= 2 (the embedding dimension), got {n!r}")
-    x = spiral() if points is None else np.asarray(points, dtype=float)
-    if x.ndim != 2 or x.shape[1] != 2:
-        raise ValueError(f"points must have shape (k, 2), got {x.shape}")
-    T = np.random.default_rng(seed).standard_normal((n, 2))
-    z = x @ T.T
-    y = np.maximum(z, 0)
-    x_back = y @ np.linalg.pinv(T).T
-    active = z > 0
-    ok = np.array([np.linalg.matrix_rank(T[a]) == 2 for a in active])
-    return {"n": n, "seed": seed, "points": x, "T": T, "relu": y, "projected": x_back,
-            "recoverable": ok, "recovered_fraction": float(ok.mean()),
-            "active_per_point": active.sum(axis=1)}
+def _draw_projected(ax, r: dict, title: str) -> None:
+    """T⁺ReLU(Tx): the kept points coloured along the spiral, the collapsed ones grey; the same mask
+    ``recovered_fraction`` counts."""
+    xb, ok = r["projected"], r["recoverable"]
+    ax.scatter(xb[~ok, 0], xb[~ok, 1], s=4, c="lightgray", label="collapsed")
+    ax.scatter(xb[ok, 0], xb[ok, 1], s=4, c=np.arange(len(xb))[ok], cmap="viridis", label="kept")
+    ax.set_title(title, fontsize=9)
+    ax.set_aspect("equal")
 
 
 def plot_roundtrip(results: list[dict]):
-    """One panel per n: T⁺·ReLU(T·x), coloured along the spiral; points the ReLU destroyed in grey."""
+    """One panel per n: T⁺·ReLU(T·x), coloured along the spiral; points the ReLU collapsed in grey."""
     fig, axes = plt.subplots(1, len(results), figsize=(2.6 * len(results) + 0.4, 2.8), squeeze=False)
     for ax, r in zip(axes[0], results):
-        xb, ok = r["projected"], r["recoverable"]
-        ax.scatter(xb[~ok, 0], xb[~ok, 1], s=4, c="lightgray")
-        ax.scatter(xb[ok, 0], xb[ok, 1], s=4, c=np.arange(len(xb))[ok], cmap="viridis")
-        ax.set_title(f"n = {r['n']}: {100 * r['recovered_fraction']:.0f} % kept", fontsize=9)
-        ax.set_aspect("equal")
+        _draw_projected(ax, r, f"n = {r['n']}: {100 * r['recovered_fraction']:.0f} % kept")
         ax.set_xticks([])
         ax.set_yticks([])
     fig.tight_layout()
@@ -89,52 +63,20 @@ def manifold_widget(n: int = 2, seed: int = 0) -> WidgetHandle:
         r = relu_roundtrip(n, seed)
         state.clear()
         state.update(r)
-        print(f"n = {n}: {100 * r['recovered_fraction']:.1f} % of the spiral's points can be recovered exactly "
-              f"from ReLU(Tx); on average {r['active_per_point'].mean():.1f} of {n} coordinates survive the ReLU.")
+        print(f"n = {n}: {100 * r['recovered_fraction']:.1f} % of the spiral's points are kept (coloured): around "
+              f"them T⁺ReLU(Tx) is still one-to-one; on average {r['active_per_point'].mean():.1f} of {n} "
+              "coordinates survive the ReLU.")
         fig, (a0, a1) = plt.subplots(1, 2, figsize=(6.4, 3))
         x = r["points"]
         a0.scatter(x[:, 0], x[:, 1], s=4, c=np.arange(len(x)), cmap="viridis")
         a0.set_title("input manifold", fontsize=9)
-        xb, ok = r["projected"], r["recoverable"]
-        a1.scatter(xb[~ok, 0], xb[~ok, 1], s=4, c="lightgray", label="collapsed")
-        a1.scatter(xb[ok, 0], xb[ok, 1], s=4, c=np.arange(len(xb))[ok], cmap="viridis")
-        a1.set_title(f"T⁺ ReLU(T x), n = {n}", fontsize=9)
-        for ax in (a0, a1):
-            ax.set_aspect("equal")
+        a0.set_aspect("equal")
+        _draw_projected(a1, r, f"T⁺ ReLU(T x), n = {n}: {100 * r['recovered_fraction']:.0f} % kept")
         fig.tight_layout()
         show_figure(fig)
 
     out = W.interactive_output(update, controls)
     return WidgetHandle(W.VBox([W.HBox(list(controls.values())), out]), controls, state)
-
-
-def block_tensors(kind: str, channels: int, t: float, size: int, stride: int = 1) -> list[dict]:
-    """The four tensors through a bottleneck block, with their widths and 16-bit memory.
-
-    ``inverted`` (MobileNet V2): k → tk (1×1) → tk (3×3 dw, stride) → k (linear 1×1); the skip
-    joins the thin ends. ``classic`` (ResNet): tk → k (1×1) → k (3×3) → tk (1×1); the skip joins
-    the wide ends. ``channels`` is k, the thin width, so both blocks carry the same information
-    in their bottleneck.
-    """
-    if kind not in ("inverted", "classic"):
-        raise ValueError(f"kind must be 'inverted' or 'classic', got {kind!r}")
-    for name, v in (("channels", channels), ("size", size)):
-        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-            raise ValueError(f"{name} must be a positive integer, got {v!r}")
-    if t < 1:
-        raise ValueError(f"t must be >= 1 (the expansion factor), got {t!r}")
-    if stride not in (1, 2):
-        raise ValueError(f"stride must be 1 or 2, got {stride!r}")
-    wide = int(round(t * channels))
-    out_size = (size - 1) // stride + 1
-    if kind == "inverted":
-        layers = [("input", channels, size), ("expand 1×1 + ReLU6", wide, size),
-                  ("depthwise 3×3 + ReLU6", wide, out_size), ("project 1×1 (linear)", channels, out_size)]
-    else:
-        layers = [("input", wide, size), ("reduce 1×1 + ReLU", channels, size),
-                  ("3×3 conv + ReLU", channels, out_size), ("expand 1×1", wide, out_size)]
-    return [{"layer": name, "channels": c, "size": s, "elements": c * s * s, "kB_16bit": c * s * s * 2 / 1000}
-            for name, c, s in layers]
 
 
 def plot_block_tensors(inverted: list[dict], classic: list[dict]):

@@ -19,16 +19,21 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..blocks import ConvBNAct, InvertedResidualV3, SqueezeExcitation, make_divisible
+from ..blocks import InvertedResidualV3, SqueezeExcitation, make_divisible_round
 from ..env import default_device, pick
 from ..measure import LatencyResult, RatioResult, count_flops, count_params, interleaved_ratio, latency
 from ..models import (
     MOBILENET_V3_LARGE,
     MOBILENET_V3_SMALL,
     MobileNetV3,
+    MobileNetV3LargeVariant,
+    first_layers,
+    last_stage,
     load_torchvision_weights,
     torchvision_reference,
 )
+from ..tables import text_table as format_table  # re-exported: notebook 03 calls ch03.format_table
+from ..validate import check_choice, check_int
 from ..viz import WidgetHandle, show_figure
 
 __all__ = [
@@ -53,9 +58,6 @@ __all__ = [
     "hswish_vs_swish",
     "fused_vs_formula",
     "verdict",
-    "first_layers",
-    "last_stage",
-    "MobileNetV3LargeVariant",
     "redesign_rows",
     "model_rows",
 ]
@@ -78,11 +80,6 @@ TORCHVISION = {
 _TABLES = {"large": MOBILENET_V3_LARGE, "small": MOBILENET_V3_SMALL}
 
 
-def _check_choice(name: str, value, allowed) -> None:
-    if value not in allowed:
-        raise ValueError(f"{name} must be one of {list(allowed)}, got {value!r}")
-
-
 # --------------------------------------------------------------------------- widget plumbing
 
 
@@ -100,30 +97,6 @@ def _live(controls: dict[str, widgets.Widget], render: Callable[..., dict]) -> W
     return handle
 
 
-def format_table(rows: list[dict], columns: list[str] | None = None) -> str:
-    """Rows of dicts as an aligned plain-text table (numbers with thousands separators).
-
-    Columns default to every key in order of first appearance; a missing value prints blank.
-    """
-    if not rows:
-        return "(no rows)"
-    columns = columns or list(dict.fromkeys(k for r in rows for k in r))
-
-    def fmt(v):
-        if isinstance(v, bool):
-            return str(v)
-        if isinstance(v, int):
-            return f"{v:,}"
-        if isinstance(v, float):
-            return f"{v:,.3g}" if abs(v) < 100 else f"{v:,.1f}"
-        return "" if v is None else str(v)
-
-    cells = [[fmt(r.get(c)) for c in columns] for r in rows]
-    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(columns)]
-    line = lambda vals: "  ".join(v.rjust(w) if i else v.ljust(w) for i, (v, w) in enumerate(zip(vals, widths)))  # noqa: E731
-    return "\n".join([line(columns), line(["-" * w for w in widths])] + [line(r) for r in cells])
-
-
 # --------------------------------------------------------------------------- squeeze-and-excite
 
 IMAGE_KINDS = ("stripes", "checkerboard", "rings", "noise")
@@ -135,9 +108,8 @@ def synthetic_image(kind: str = "rings", size: int = 224, seed: int = 0) -> torc
     Each colour channel carries a different pattern, so different images excite different
     channels of the network.
     """
-    _check_choice("kind", kind, IMAGE_KINDS)
-    if not isinstance(size, int) or size < 32:
-        raise ValueError(f"size must be an integer >= 32, got {size!r}")
+    check_choice("kind", kind, IMAGE_KINDS)
+    check_int("size", size, low=32)
     g = torch.Generator().manual_seed(seed)
     y, x = torch.meshgrid(torch.linspace(-1, 1, size), torch.linspace(-1, 1, size), indexing="ij")
     r = torch.sqrt(x**2 + y**2)
@@ -171,7 +143,7 @@ def se_gates(model: nn.Module, image: torch.Tensor, name: str) -> torch.Tensor:
     The forward pass stops at that module, so later layers cost nothing.
     """
     modules = se_modules(model)
-    _check_choice("name", name, tuple(modules))
+    check_choice("name", name, tuple(modules))
     captured = []
 
     def hook(module, inputs):
@@ -271,20 +243,20 @@ def _block_input_sizes(mode: str, size: int = 224) -> list[int]:
 
 
 def _squeeze_for(expanded: int, reduction: int) -> int:
-    return make_divisible(max(1, expanded // reduction), 8)
+    return make_divisible_round(max(1, expanded // reduction), 8)
 
 
 @lru_cache(maxsize=None)
 def se_cost(mode: str, row: int, reduction: int = 4) -> dict:
     """Parameters and multiply-adds of the SE in bneck ``row`` of Table 1/2, against its whole bneck.
 
-    The squeeze width is make_divisible(expanded // reduction, 8); reduction 4 is the paper's.
+    The squeeze width is make_divisible_round(expanded // reduction, 8); reduction 4 is the paper's.
     """
-    _check_choice("mode", mode, tuple(_TABLES))
+    check_choice("mode", mode, tuple(_TABLES))
     table = _TABLES[mode]
     if not isinstance(row, int) or not 0 <= row < len(table):
         raise ValueError(f"row must be an integer in [0, {len(table) - 1}], got {row!r}")
-    _check_choice("reduction", reduction, REDUCTIONS)
+    check_choice("reduction", reduction, REDUCTIONS)
     c = table[row]
     if not c.use_se:
         raise ValueError(f"row {row} of the {mode} table has no SE; rows with SE: "
@@ -377,12 +349,11 @@ ACTIVATION_PAIRS = {
 
 def max_deviation(a: str, b: str, lo: float = -8.0, hi: float = 8.0, n: int = 160_001) -> tuple[float, float]:
     """max |a(x) − b(x)| over ``n`` points of [lo, hi] (float64), and the x where it occurs."""
-    _check_choice("a", a, tuple(ACTIVATIONS))
-    _check_choice("b", b, tuple(ACTIVATIONS))
+    check_choice("a", a, tuple(ACTIVATIONS))
+    check_choice("b", b, tuple(ACTIVATIONS))
     if not lo < hi:
         raise ValueError(f"need lo < hi, got lo={lo!r}, hi={hi!r}")
-    if not isinstance(n, int) or n < 2:
-        raise ValueError(f"n must be an integer >= 2, got {n!r}")
+    check_int("n", n, low=2)
     x = torch.linspace(lo, hi, n, dtype=torch.float64)
     d = (ACTIVATIONS[a](x) - ACTIVATIONS[b](x)).abs()
     i = int(d.argmax())
@@ -464,8 +435,7 @@ class CostRow:
 
 
 def _tensor(numel: int, device) -> torch.Tensor:
-    if not isinstance(numel, int) or numel < 1:
-        raise ValueError(f"numel must be a positive integer, got {numel!r}")
+    check_int("numel", numel)
     dev = default_device() if device in (None, "auto") else torch.device(device)
     if dev.type == "cuda" and not torch.cuda.is_available():
         dev = torch.device("cpu")
@@ -477,7 +447,7 @@ def activation_costs(numel: int = 1 << 22, device="auto", names: list[str] | Non
     """Measured time per element of each activation on one large tensor (values spread over ±12)."""
     names = list(ACTIVATION_IMPLS) if names is None else names
     for n in names:
-        _check_choice("names", n, tuple(ACTIVATION_IMPLS))
+        check_choice("names", n, tuple(ACTIVATION_IMPLS))
     x = _tensor(numel, device)
     rows = []
     for n in names:
@@ -530,70 +500,6 @@ def verdict(ratio: RatioResult, a: str = "h-swish", b: str = "swish") -> str:
 
 # --------------------------------------------------------------------------- redesigned layers
 
-_STEM_ACTIVATIONS = {"RE": nn.ReLU, "HS": nn.Hardswish}
-_NORM = dict(bn_eps=0.001, bn_momentum=0.01)
-
-
-def first_layers(stem_channels: int = 16, activation: str = "HS") -> nn.Sequential:
-    """V3-Large's start: the 3×3 stride-2 stem and the first bneck (depthwise 3×3 on the stem's
-    channels, projected to 16), so 32 filters cost their real price downstream too.
-    """
-    if not isinstance(stem_channels, int) or stem_channels < 1:
-        raise ValueError(f"stem_channels must be a positive integer, got {stem_channels!r}")
-    _check_choice("activation", activation, tuple(_STEM_ACTIVATIONS))
-    return nn.Sequential(
-        ConvBNAct(3, stem_channels, 3, 2, activation=_STEM_ACTIVATIONS[activation], **_NORM),
-        InvertedResidualV3(stem_channels, 3, stem_channels, 16, False, "RE", 1),
-    )
-
-
-LAST_STAGES = ("efficient", "original")
-
-
-def last_stage(kind: str = "efficient", in_channels: int = 160, num_classes: int = 1000) -> nn.Sequential:
-    """V3-Large's last stage (Fig. 5), from the 7×7×160 output of the last bneck to the logits.
-
-    original: 1×1 expand to 960, 3×3 depthwise, 1×1 project to 320, 1×1 to 1280, all at 7×7,
-    then pool and classify (MobileNet V2's tail). efficient: 1×1 to 960 at 7×7, pool, then
-    the 1280-wide layer runs on a 1×1 map (a Linear), so depthwise and projection go away.
-    """
-    _check_choice("kind", kind, LAST_STAGES)
-    if kind == "efficient":
-        return nn.Sequential(
-            ConvBNAct(in_channels, 960, 1, activation=nn.Hardswish, **_NORM),
-            nn.AdaptiveAvgPool2d(1), nn.Flatten(1),
-            nn.Linear(960, 1280), nn.Hardswish(inplace=True),
-            nn.Linear(1280, num_classes),
-        )
-    return nn.Sequential(
-        ConvBNAct(in_channels, 960, 1, activation=nn.Hardswish, **_NORM),
-        ConvBNAct(960, 960, 3, groups=960, activation=nn.Hardswish, **_NORM),
-        ConvBNAct(960, 320, 1, activation=None, **_NORM),
-        ConvBNAct(320, 1280, 1, activation=nn.Hardswish, **_NORM),
-        nn.AdaptiveAvgPool2d(1), nn.Flatten(1),
-        nn.Linear(1280, num_classes),
-    )
-
-
-class MobileNetV3LargeVariant(nn.Module):
-    """MobileNetV3-Large with a chosen stem (filters, activation) and last stage.
-
-    ``MobileNetV3LargeVariant()`` (16 filters, h-swish, efficient) has exactly the
-    parameters of ``MobileNetV3("large")``; the other settings are the designs Sec. 5.1 replaced.
-    """
-
-    def __init__(self, stem_channels: int = 16, stem_activation: str = "HS", last: str = "efficient") -> None:
-        super().__init__()
-        rest = [InvertedResidualV3(c.in_channels, c.kernel, c.expanded, c.out_channels, c.use_se,
-                                   c.activation, c.stride) for c in MOBILENET_V3_LARGE[1:]]
-        self.first = first_layers(stem_channels, stem_activation)
-        self.bnecks = nn.Sequential(*rest)
-        self.last = last_stage(last, MOBILENET_V3_LARGE[-1].out_channels)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.last(self.bnecks(self.first(x)))
-
-
 _FIRST_VARIANTS = {"32 filters, ReLU": (32, "RE"), "32 filters, h-swish": (32, "HS"),
                    "16 filters, h-swish (V3)": (16, "HS")}
 
@@ -621,7 +527,7 @@ def redesign_rows(part: str, measure: bool = True, network: bool = True,
     and the V3 version, interleaved (``interleaved_ratio``) so machine load hits both alike.
     Then the saving (first row minus the V3 row) and the paper's stated saving.
     """
-    _check_choice("part", part, ("first", "last"))
+    check_choice("part", part, ("first", "last"))
     if part == "first":
         variants = {name: (first_layers(s, a), (1, 3, 224, 224), partial(MobileNetV3LargeVariant, s, a))
                     for name, (s, a) in _FIRST_VARIANTS.items()}

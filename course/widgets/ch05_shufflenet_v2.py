@@ -19,8 +19,10 @@ from torch import nn
 from .. import guidelines as G
 from ..blocks import ShuffleV1Unit, ShuffleV2Block
 from ..env import pick, quick_mode
-from ..measure import count_flops, count_params, latency, mac_conv1x1, mac_lower_bound
+from ..measure import count_flops, count_params, latency, mac_curve, mac_formula
+from ..measure import mac_point  # re-exported: notebook 05 calls ch05.mac_point
 from ..models import build_model, load_torchvision_weights, torchvision_reference
+from ..validate import check_int
 from ..viz import WidgetHandle, show_figure
 from .ch04_shufflenet_v1 import compare_with_reference
 
@@ -40,7 +42,6 @@ __all__ = [
     "plot_flops_latency",
     "describe_flops_latency",
     "mac_point",
-    "mac_curve",
     "plot_mac",
     "mac_widget",
     "run_experiments",
@@ -77,11 +78,6 @@ QUICK_MODELS = ("shufflenet_v1", "shufflenet_v2_x1_0")
 _RESULTS_DIR = Path(__file__).resolve().parents[2] / "results"
 
 
-def _check_int(name: str, value, low: int = 1) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
-
-
 # ----------------------------------------------------------------------------- FLOPs vs speed
 
 @lru_cache(maxsize=16)
@@ -97,7 +93,7 @@ def flops_latency(names=None, device: str = "cpu", batch: int = 1, min_run_time:
     bad = [n for n in names if n not in COURSE_MODELS]
     if not names or bad:
         raise ValueError(f"names must be a non-empty subset of {COURSE_MODELS}, got {names!r}")
-    _check_int("batch", batch)
+    check_int("batch", batch)
     rows = []
     for n in names:
         r = latency(build_model(n), (batch, 3, 224, 224), device=device, min_run_time=min_run_time,
@@ -151,29 +147,6 @@ def describe_flops_latency(rows: list[dict]) -> str:
 
 # ----------------------------------------------------------------------------- memory access cost
 
-def mac_point(h: int, w: int, c1: int, c2: int, groups: int = 1) -> dict:
-    """FLOPs (B = hw·c1·c2/g), MAC (Eq. 1–2) and the Eq. 1 lower bound for the same B."""
-    mac = mac_conv1x1(h, w, c1, c2, groups)
-    flops = h * w * c1 * c2 // groups
-    bound = mac_lower_bound(h, w, flops)
-    return {"h": h, "w": w, "c1": c1, "c2": c2, "groups": groups, "flops": flops, "mac": mac,
-            "bound": bound, "mac_over_bound": mac / bound}
-
-
-def _mac(h: float, w: float, c1, c2, g=1):
-    return h * w * (c1 + c2) + c1 * c2 / g
-
-
-def mac_curve(h: int, w: int, flops: float, ratios=None) -> dict:
-    """MAC of a 1×1 conv along c2/c1 at fixed FLOPs B (c1 = √(B/(hw·r)), c2 = r·c1; real-valued widths)."""
-    if h < 1 or w < 1 or flops <= 0:
-        raise ValueError(f"h, w and flops must be positive, got h={h!r}, w={w!r}, flops={flops!r}")
-    ratios = np.geomspace(1 / 16, 16, 97) if ratios is None else np.asarray(ratios, dtype=float)
-    c1 = np.sqrt(flops / (h * w * ratios))
-    c2 = ratios * c1
-    return {"ratios": ratios, "c1": c1, "c2": c2, "mac": _mac(h, w, c1, c2), "bound": mac_lower_bound(h, w, flops)}
-
-
 def plot_mac(point: dict):
     """Left: MAC against c2:c1 at the point's FLOPs. Right: MAC against g at fixed c1, hw and FLOPs (Eq. 2)."""
     h, w, c1, g = point["h"], point["w"], point["c1"], point["groups"]
@@ -187,7 +160,7 @@ def plot_mac(point: dict):
     a.set_ylabel("MAC (thousands)")
     a.legend(fontsize=7)
     gs = np.array([1, 2, 4, 8, 16, 32])
-    b.plot(gs, _mac(h, w, c1, point["flops"] * gs / (h * w * c1), gs) / 1e3, "o-")
+    b.plot(gs, mac_formula(h, w, c1, point["flops"] * gs / (h * w * c1), gs) / 1e3, "o-")
     b.set_xscale("log", base=2)
     b.set_xlabel("groups g (c1, hw and FLOPs fixed)")
     b.set_ylabel("MAC (thousands)")

@@ -1,8 +1,9 @@
 """Chapter 06 (YOLOv5 backbone swap): YAML surgery, the traps, training, comparison, a detection viewer.
 
-The model, data, training and evaluation code lives in ``course.yolo``; this module holds the
-chapter's glue: renumbering a head after a backbone swap, showing YAML diffs and errors, live
-training curves, the comparison (``course.yolo.compare``) and deployment (``course.yolo.export``).
+The model, data, training and evaluation code lives in ``course.yolo`` (config edits such as a
+backbone swap in ``course.yolo.cfg_edit``); this module holds the chapter's glue: showing YAML
+diffs and errors, live training curves, the comparison (``course.yolo.compare``) and deployment
+(``course.yolo.export``).
 """
 
 from __future__ import annotations
@@ -21,11 +22,13 @@ from ..measure import count_flops, count_params
 from ..yolo import DetectionModel, ModelConfigError, load_cfg
 from ..yolo import compare as C
 from ..yolo import export as E
+from ..yolo.cfg_edit import replace_backbone  # re-exported: notebook 06 calls ch06.replace_backbone
+from ..yolo.model import detect_levels  # re-exported: notebook 06 calls ch06.detect_levels
 from ..yolo.registry import REGISTRY
 
 __all__ = [
-    "DETECTORS", "REFERENCE_PATH", "WidgetHandle", "cfg_text", "cfg_diff", "cfg_diff_html", "bake_multiples",
-    "replace_backbone", "insert_layer", "layer_table", "detect_levels", "trap_demos", "registry_excerpt",
+    "DETECTORS", "REFERENCE_PATH", "WidgetHandle", "cfg_text", "cfg_diff", "cfg_diff_html",
+    "replace_backbone", "detect_levels", "trap_demos", "registry_excerpt",
     "recipe", "LiveCurves", "train_detectors", "measure_detector", "comparison_entries", "deployment_rows",
     "format_deployment", "load_reference", "reference_entries", "reference_figure", "detection_widget",
 ]
@@ -39,7 +42,7 @@ REFERENCE_PATH = Path(__file__).resolve().parents[2] / "results" / "yolo_full_cp
 
 
 
-# --------------------------------------------------------------------------- YAML surgery
+# --------------------------------------------------------------------------- YAML, shown
 
 
 def _row_text(i: int, row) -> str:
@@ -76,132 +79,6 @@ def cfg_diff_html(a, b, names=("stock", "swapped")):
     style = ("<style>table.diff{font-family:monospace;font-size:11px;border:none}.diff_add{background:#cfc}"
              ".diff_chg{background:#ffa}.diff_sub{background:#fcc}.diff_header{background:#eee}</style>")
     return HTML(style + table)
-
-
-def _scaled(name) -> bool:
-    spec = REGISTRY.get(name)
-    return spec is not None and spec.channels == "scaled"
-
-
-def bake_multiples(cfg) -> dict:
-    """The same model with ``depth_multiple`` and ``width_multiple`` written into the rows (both 1.0 after).
-
-    Why: a swapped backbone gives absolute widths (MobileNet V3's 24/48/96), which a
-    ``width_multiple`` of 0.25 would shrink too. Baking the head's widths first keeps YOLOv5n's
-    head exactly while the new backbone rows stay as written.
-    """
-    from ..yolo import make_divisible
-
-    d = load_cfg(cfg)
-    gd, gw, div = d["depth_multiple"], d["width_multiple"], d.get("channel_multiple", 8)
-    for part in ("backbone", "head"):
-        rows = []
-        for f, n, name, args in d[part]:
-            args = list(args)
-            n = max(round(n * gd), 1) if n > 1 else n
-            if _scaled(name) and args and isinstance(args[0], (int, float)):
-                args[0] = make_divisible(args[0] * gw, div)
-            rows.append([f, n, name, args])
-        d[part] = rows
-    d["depth_multiple"] = d["width_multiple"] = 1.0
-    return d
-
-
-def replace_backbone(cfg, backbone: list, taps: dict) -> dict:
-    """Swap the backbone rows of ``cfg`` and renumber the head's absolute ``from`` indices.
-
-    ``taps`` maps each old backbone layer the head reads (YOLOv5n: 4 = P3, 6 = P4) to the new
-    backbone layer at the same stride. Head layers move by ``len(backbone) - len(old backbone)``;
-    ``-1`` stays ``-1`` (the first head row then reads the new backbone's last layer, P5).
-    The old multiples are baked into the head first (``bake_multiples``).
-    """
-    d = bake_multiples(cfg)
-    if not isinstance(backbone, list) or not backbone:
-        raise ValueError(f"backbone must be a non-empty list of [from, number, module, args] rows, got {backbone!r}")
-    old, new = len(d["backbone"]), len(backbone)
-    for k, v in taps.items():
-        if not (isinstance(k, int) and 0 <= k < old and isinstance(v, int) and 0 <= v < new):
-            raise ValueError(f"taps[{k!r}] = {v!r}: keys must be old backbone layers 0..{old - 1}, values new "
-                             f"backbone layers 0..{new - 1}")
-
-    def move(j, i):
-        if j < 0:
-            return j
-        if j < old:
-            if j not in taps:
-                raise ValueError(f"head layer {i} reads old backbone layer {j}; add it to taps "
-                                 f"(known: {sorted(taps)})")
-            return taps[j]
-        return j - old + new
-
-    head = []
-    for i, (f, n, name, args) in enumerate(d["head"], old):
-        f = [move(j, i) for j in f] if isinstance(f, list) else move(f, i)
-        head.append([f, n, name, list(args)])
-    d["backbone"] = copy.deepcopy(backbone)
-    d["head"] = head
-    d.pop("yaml_file", None)
-    return d
-
-
-def insert_layer(cfg, index: int, row: list) -> dict:
-    """Insert ``row`` as layer ``index`` and shift every absolute ``from`` >= ``index`` by one.
-
-    The reference solution of exercise 6.3: relative ``-1`` needs no change, absolute indices do.
-    """
-    d = load_cfg(cfg)
-    nb = len(d["backbone"])
-    total = nb + len(d["head"])
-    if not isinstance(index, int) or not 1 <= index <= total - 1:
-        raise ValueError(f"index must be an int in 1..{total - 1} (after the first layer, before Detect), "
-                         f"got {index!r}")
-
-    def shift(f):
-        if isinstance(f, list):
-            return [shift(j) for j in f]
-        return f + 1 if f >= index else f
-
-    rows = [[shift(f), n, m, list(a)] for f, n, m, a in list(d["backbone"]) + list(d["head"])]
-    rows.insert(index, list(row))
-    if index < nb:
-        d["backbone"], d["head"] = rows[:nb + 1], rows[nb + 1:]
-    else:
-        d["backbone"], d["head"] = rows[:nb], rows[nb:]
-    d.pop("yaml_file", None)
-    return d
-
-
-def _layer_outputs(model: DetectionModel, size: int = 256) -> list[torch.Tensor]:
-    outs = []
-    hooks = [m.register_forward_hook(lambda _m, _i, o: outs.append(o)) for m in model.model]
-    was = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            model(torch.zeros(1, 3, size, size))
-    finally:
-        for h in hooks:
-            h.remove()
-        model.train(was)
-    return outs
-
-
-def layer_table(model: DetectionModel, size: int = 256) -> list[dict]:
-    """Per layer: index, from, module, output channels and stride (from a probe of ``size`` pixels)."""
-    rows = []
-    for m, out in zip(model.model, _layer_outputs(model, size)):
-        if isinstance(out, torch.Tensor):
-            rows.append(dict(i=m.i, f=m.f, type=m.type, channels=out.shape[1], stride=size // out.shape[-1]))
-        else:
-            rows.append(dict(i=m.i, f=m.f, type=m.type, channels=None, stride=None))
-    return rows
-
-
-def detect_levels(model: DetectionModel, size: int = 256) -> list[dict]:
-    """Each Detect input: the layer it reads, that layer's module, channels and measured stride."""
-    table = layer_table(model, size)
-    return [dict(level=f"P{k + 3}", layer=j, module=table[j]["type"], channels=table[j]["channels"],
-                 stride=table[j]["stride"]) for k, j in enumerate(model.model[-1].f)]
 
 
 def registry_excerpt(names=("C3", "Shuffle_Block", "mobilev3_bneck")) -> str:

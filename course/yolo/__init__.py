@@ -7,7 +7,7 @@ targets. New blocks become usable in YAMLs with ``register`` / ``register_module
 
 from .common import Detect
 from .loss import ComputeLoss, bbox_iou, default_hyp, load_hyp, scale_hyp
-from .model import DetectionModel, layer_groups, list_cfgs, load_cfg, make_divisible, parse_model
+from .model import DetectionModel, layer_groups, list_cfgs, load_cfg, make_divisible_ceil, parse_model
 from .registry import REGISTRY, ModelConfigError, register, register_module
 
 __all__ = [
@@ -22,7 +22,7 @@ __all__ = [
     "list_cfgs",
     "load_cfg",
     "load_hyp",
-    "make_divisible",
+    "make_divisible_ceil",
     "parse_model",
     "register",
     "register_module",

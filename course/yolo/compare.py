@@ -14,10 +14,12 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
+from ..tables import text_table
+
 __all__ = ["COLUMNS", "comparison_rows", "format_comparison", "plot_comparison", "speed_notes", "plot_param_groups",
            "draw_boxes", "plot_samples", "CLASS_COLORS"]
 
-# (key, header, format) of the comparison table; missing values print as "–".
+# (key, header, format) of the comparison table; missing values print as "—".
 COLUMNS = (
     ("name", "detector", "{}"),
     ("params", "params", "{:,}"),
@@ -67,16 +69,8 @@ def comparison_rows(entries: dict) -> list[dict]:
 
 def format_comparison(rows: list[dict], title: str = "") -> str:
     """The rows as a fixed-width text table (one line per detector), with an optional title line."""
-    cells = [[header for _, header, _ in COLUMNS]]
-    for row in rows:
-        cells.append([fmt.format(row[key]) if row.get(key) is not None else "–" for key, _, fmt in COLUMNS])
-    widths = [max(len(r[i]) for r in cells) for i in range(len(COLUMNS))]
-    lines = [title] if title else []
-    for k, r in enumerate(cells):
-        lines.append("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))))
-        if k == 0:
-            lines.append("-" * len(lines[-1]))
-    return "\n".join(lines)
+    return text_table(rows, {key: header for key, header, _ in COLUMNS},
+                      formats={key: fmt for key, _, fmt in COLUMNS}, title=title)
 
 
 def plot_comparison(rows: list[dict], title: str = ""):

@@ -23,6 +23,12 @@ FITNESS_WEIGHTS = (0.1, 0.9)
 """YOLOv5 picks its best checkpoint by ``0.1 * mAP@0.5 + 0.9 * mAP@0.5:0.95``."""
 
 
+def fitness(metrics: Mapping) -> float:
+    """YOLOv5's checkpoint score (``utils/metrics.py::fitness``): mostly mAP@0.5:0.95, a little mAP@0.5."""
+    w50, w = FITNESS_WEIGHTS
+    return w50 * float(metrics["map50"]) + w * float(metrics["map"])
+
+
 def match_predictions(detections: torch.Tensor, labels: torch.Tensor,
                       iouv: torch.Tensor = IOU_THRESHOLDS) -> torch.Tensor:
     """Which detections are true positives at each IoU threshold (YOLOv5's ``process_batch``).
@@ -212,8 +218,7 @@ class DetectionMetrics:
             result["per_class"][self.names[int(c)]] = dict(
                 cls=int(c), images=int(self._images_per_class[c]), instances=int(instances[c]),
                 precision=float(pc), recall=float(rc), map50=float(a50), map=float(a))
-        w50, w = FITNESS_WEIGHTS
-        result["fitness"] = w50 * result["map50"] + w * result["map"]
+        result["fitness"] = fitness(result)
         return result
 
 

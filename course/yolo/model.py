@@ -33,8 +33,12 @@ ACTIVATIONS = {
 }
 
 
-def make_divisible(x: float, divisor: int) -> int:
-    """Smallest multiple of ``divisor`` that is >= x: yolov5 rounds channels *up* (116 -> 120)."""
+def make_divisible_ceil(x: float, divisor: int) -> int:
+    """Smallest multiple of ``divisor`` that is >= x: YOLOv5 rounds channels *up* (116 -> 120).
+
+    YOLOv5's ``utils.general.make_divisible``; the MobileNets round to the nearest multiple
+    instead (``course.blocks.make_divisible_round``).
+    """
     return math.ceil(x / divisor) * divisor
 
 
@@ -172,7 +176,7 @@ def parse_model(d: dict, ch: int = 3) -> tuple[nn.Sequential, list[int]]:
             if spec.channels == "scaled":
                 c1, c2 = chs[f], args[0]
                 if c2 != no:
-                    c2 = make_divisible(c2 * gw, ch_mul)
+                    c2 = make_divisible_ceil(c2 * gw, ch_mul)
                 args = [c1, c2, *args[1:]]
                 if spec.repeat_inside:
                     args.insert(2, n)
@@ -349,6 +353,39 @@ def layer_groups(model: DetectionModel) -> dict[str, int]:
     n_backbone = len(model.yaml["backbone"])
     counts = [sum(p.numel() for p in m.parameters()) for m in model.model]
     return {"backbone": sum(counts[:n_backbone]), "neck": sum(counts[n_backbone:-1]), "head": counts[-1]}
+
+
+def _layer_outputs(model: DetectionModel, size: int = 256) -> list[torch.Tensor]:
+    outs = []
+    hooks = [m.register_forward_hook(lambda _m, _i, o: outs.append(o)) for m in model.model]
+    was = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            model(torch.zeros(1, 3, size, size))
+    finally:
+        for h in hooks:
+            h.remove()
+        model.train(was)
+    return outs
+
+
+def layer_table(model: DetectionModel, size: int = 256) -> list[dict]:
+    """Per layer: index, from, module, output channels and stride (from a probe of ``size`` pixels)."""
+    rows = []
+    for m, out in zip(model.model, _layer_outputs(model, size)):
+        if isinstance(out, torch.Tensor):
+            rows.append(dict(i=m.i, f=m.f, type=m.type, channels=out.shape[1], stride=size // out.shape[-1]))
+        else:
+            rows.append(dict(i=m.i, f=m.f, type=m.type, channels=None, stride=None))
+    return rows
+
+
+def detect_levels(model: DetectionModel, size: int = 256) -> list[dict]:
+    """Each Detect input: the layer it reads, that layer's module, channels and measured stride."""
+    table = layer_table(model, size)
+    return [dict(level=f"P{k + 3}", layer=j, module=table[j]["type"], channels=table[j]["channels"],
+                 stride=table[j]["stride"]) for k, j in enumerate(model.model[-1].f)]
 
 
 def initialize_weights(model: nn.Module) -> None:

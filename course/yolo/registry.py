@@ -2,8 +2,8 @@
 
 yolov5 ``eval``s module names in ``models/yolo.py``'s namespace and keeps the channel rules in
 an ``if m in {...}`` chain, so a new block fails twice over: ``NameError`` until it is imported,
-then silently wrong channels until it is added to the chain (reference section 3, failure modes
-1 and 2). Here a block is registered once, with its channel rule, and a YAML is only data.
+then silently wrong channels until it is added to the chain (ultralytics/yolov5 issues #398,
+#1627 and #5320). Here a block is registered once, with its channel rule, and a YAML is only data.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from torch import nn
 
 # How the output channels c2 of a layer follow from its inputs and args:
-#   "scaled":      c1 = ch[from] is prepended to args; c2 = make_divisible(args[0] * width_multiple, 8)
+#   "scaled":      c1 = ch[from] is prepended to args; c2 = make_divisible_ceil(args[0] * width_multiple, 8)
 #   "sum":         c2 = sum of the input layers' channels (Concat)
 #   "same_width":  all inputs must have one width, which is c2 (ADD)
 #   "passthrough": c2 = c1, args passed as written (nn.Upsample)

@@ -39,6 +39,7 @@ from tqdm.auto import tqdm
 
 from course.env import pick, seed_everything
 from course.yolo.ema import ModelEMA, auto_tau, unwrap
+from course.yolo.metrics import fitness
 from course.yolo.model import CFG_DIR
 
 CALLBACK_EVENTS = ("on_train_start", "on_epoch_end", "on_train_end")
@@ -107,11 +108,6 @@ class TrainResult:
     @property
     def final(self) -> dict:
         return self.history[-1] if self.history else {}
-
-
-def fitness(metrics: dict) -> float:
-    """YOLOv5's checkpoint score: mostly mAP@0.5:0.95, a little mAP@0.5."""
-    return 0.1 * float(metrics["map50"]) + 0.9 * float(metrics["map"])
 
 
 def recipe(mode: str | None = None) -> dict:
