@@ -11,15 +11,12 @@ writes ``results/guidelines_<device>.json`` and ``results/guidelines_<device>.pn
 import sys
 from pathlib import Path
 
-import torch
-
+from course.device import resolve_device
 from course.guidelines import main
 
 if __name__ == "__main__":
     args = sys.argv[1:]
-    device = args[args.index("--device") + 1] if "--device" in args[:-1] else "auto"
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = resolve_device(args[args.index("--device") + 1] if "--device" in args[:-1] else "auto")[0].type
     results = Path(__file__).resolve().parents[1] / "results"
     if "--out" not in args:
         args += ["--out", str(results / f"guidelines_{device}.json")]

@@ -22,7 +22,8 @@ from pathlib import Path
 
 import torch
 
-from course.env import cpu_model, device_name, pick
+from course.device import cpu_model, device_name, resolve_device
+from course.env import pick
 from course.measure import count_flops
 from course.widgets.ch06_yolo import DETECTORS, measure_detector, reference_figure
 from course.yolo.data import make_shapes
@@ -134,7 +135,8 @@ def main(argv=None) -> dict:
     if threads < 1:
         raise ValueError(f"--threads must be >= 1, got {threads}")
     torch.set_num_threads(threads)
-    out = args.out or REPO / "results" / f"yolo_{args.recipe}_{torch.device(args.device).type}.json"
+    dev = resolve_device(args.device)[0]
+    out = args.out or REPO / "results" / f"yolo_{args.recipe}_{dev.type}.json"
     plain_recipe = json.loads(json.dumps(rec))
 
     previous = json.loads(out.read_text()) if out.exists() else {}
@@ -160,7 +162,7 @@ def main(argv=None) -> dict:
     used = sorted({m["threads"] for m in models}) or [threads]
     meta = dict(
         device=(f"CPU ({cpu_model()}, {'/'.join(map(str, used))} thread{'s' if used != [1] else ''})"
-                if torch.device(args.device).type == "cpu" else device_name(args.device)),
+                if dev.type == "cpu" else device_name(dev)),
         cpu=cpu_model(), threads=used[0] if len(used) == 1 else used, torch_version=str(torch.__version__),
         python=platform.python_version(), date=datetime.datetime.now().isoformat(timespec="seconds"),
         recipe=plain_recipe, recipe_name=args.recipe, run_keys=list(RUN_KEYS),

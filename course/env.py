@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import logging
 import os
-import platform
 import random
 import warnings
 
 import numpy as np
 import torch
+
+from .device import cpu_model, default_device, device_name  # noqa: F401 - re-exported for chapters and scripts
 
 _TRUE = {"1", "true", "yes", "on"}
 
@@ -27,32 +28,6 @@ def quick_mode() -> bool:
 def pick(full, quick):
     """Return ``quick`` in quick mode, else ``full`` (one place for every size knob)."""
     return quick if quick_mode() else full
-
-
-def default_device() -> torch.device:
-    """CUDA when a GPU is visible, else CPU."""
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
-def device_name(device: torch.device | str | None = None) -> str:
-    """Human-readable name of a device: the GPU model, or the CPU and its thread count."""
-    device = torch.device(device) if device is not None else default_device()
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    n = torch.get_num_threads()
-    return f"CPU ({cpu_model()}, {n} thread{'s' if n != 1 else ''})"
-
-
-def cpu_model() -> str:
-    """The processor's marketing name where the OS tells it (Linux, macOS), else its architecture."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def seed_everything(seed: int = 0) -> None:

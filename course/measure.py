@@ -7,6 +7,8 @@ as the papers leave it out (it folds into the convolution at inference).
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import math
 from collections import Counter
 import statistics
@@ -17,7 +19,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from .env import default_device, device_name, quick_mode, quiet_libraries
+from .device import device_name, resolve_device
+from .env import quick_mode, quiet_libraries
 
 __all__ = [
     "count_params",
@@ -182,31 +185,34 @@ class LatencyResult:
                 f"{self.threads} threads, batch {self.batch}, {self.dtype}{graph}, torch {self.torch_version}{note}")
 
 
-def _resolve_device(device) -> tuple[torch.device, str]:
-    if device in (None, "auto"):
-        return default_device(), ""
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        return torch.device("cpu"), "no GPU available: measured on the CPU instead"
-    if dev.type not in ("cpu", "cuda"):
-        raise ValueError(f"device must be 'auto', 'cpu' or 'cuda', got {device!r}")
-    return dev, ""
+@contextlib.contextmanager
+def _callable(model_or_fn, input_size, device: torch.device, dtype: torch.dtype):
+    """``(fn, batch)`` to time; a module runs in eval mode on ``device`` in ``dtype``, and the caller's stays as it was.
 
+    A module already there is timed itself, its train/eval mode restored afterwards; one elsewhere
+    is timed as an eval copy (moving the caller's back would round its weights after a cast down).
+    """
+    if not isinstance(model_or_fn, nn.Module):
+        if not callable(model_or_fn):
+            raise ValueError(f"model_or_fn must be an nn.Module or a callable, got {type(model_or_fn).__name__}")
+        yield model_or_fn, (input_size[0] if input_size else 1)
+        return
+    size = _input_size(input_size)
+    tensors = [*model_or_fn.parameters(), *model_or_fn.buffers()]
+    in_place = all(t.device == device and (t.dtype == dtype or not t.is_floating_point()) for t in tensors)
+    model = model_or_fn if in_place else copy.deepcopy(model_or_fn).to(device=device, dtype=dtype)
+    was_training = model_or_fn.training
+    model.eval()
+    x = torch.randn(size, device=device, dtype=dtype)
 
-def _as_callable(model_or_fn, input_size, device, dtype) -> tuple[Callable[[], object], int]:
-    if isinstance(model_or_fn, nn.Module):
-        size = _input_size(input_size)
-        model = model_or_fn.to(device=device, dtype=dtype).eval()
-        x = torch.randn(size, device=device, dtype=dtype)
+    def run():
+        with torch.inference_mode():
+            return model(x)
 
-        def run():
-            with torch.inference_mode():
-                return model(x)
-
-        return run, size[0]
-    if callable(model_or_fn):
-        return model_or_fn, (input_size[0] if input_size else 1)
-    raise ValueError(f"model_or_fn must be an nn.Module or a callable, got {type(model_or_fn).__name__}")
+    try:
+        yield run, size[0]
+    finally:
+        model_or_fn.train(was_training)
 
 
 def _cuda_graph(fn: Callable[[], object]) -> Callable[[], object]:
@@ -237,24 +243,25 @@ def latency(
     Warm-up runs first (never the first call); the benchmark timer synchronises CUDA.
     ``cuda_graph=True`` on a GPU replays a captured graph, removing Python and kernel-launch
     overhead, so what is left is the kernels themselves. ``min_run_time`` defaults to 1 s
-    (0.1 s in quick mode). For a callable, ``input_size[0]`` is taken as its batch.
+    (0.1 s in quick mode). For a callable, ``input_size[0]`` is taken as its batch. A module
+    keeps its device, dtype and train/eval mode: elsewhere, a copy is timed.
     """
     from torch.utils import benchmark
 
-    dev, note = _resolve_device(device)
+    dev, note = resolve_device(device)
     if cuda_graph and dev.type != "cuda":
         note = "; ".join(filter(None, [note, "CUDA graphs need a GPU: plain timing used"]))
         cuda_graph = False
     threads = threads or torch.get_num_threads()
-    fn, batch = _as_callable(model_or_fn, input_size, dev, dtype)
-    for _ in range(3):
-        fn()
-    if cuda_graph:
-        fn = _cuda_graph(fn)
-    if dev.type == "cuda":
-        torch.cuda.synchronize()
-    timer = benchmark.Timer(stmt="fn()", globals={"fn": fn}, num_threads=threads)
-    m = timer.blocked_autorange(min_run_time=min_run_time or (0.1 if quick_mode() else 1.0))
+    with _callable(model_or_fn, input_size, dev, dtype) as (fn, batch):
+        for _ in range(3):
+            fn()
+        if cuda_graph:
+            fn = _cuda_graph(fn)
+        if dev.type == "cuda":
+            torch.cuda.synchronize(dev)
+        timer = benchmark.Timer(stmt="fn()", globals={"fn": fn}, num_threads=threads)
+        m = timer.blocked_autorange(min_run_time=min_run_time or (0.1 if quick_mode() else 1.0))
     times = [t * 1000 for t in m.times]
     return LatencyResult(
         median_ms=m.median * 1000,

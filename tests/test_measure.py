@@ -95,7 +95,7 @@ def test_latency_falls_back_to_cpu_with_a_note(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     res = measure.latency(nn.Identity(), (1, 1, 1, 1), device="cuda", cuda_graph=True, min_run_time=0.01)
     assert res.device == "cpu" and not res.cuda_graph
-    assert "no GPU" in res.note and "CUDA graphs need a GPU" in res.note
+    assert "no CUDA GPU is visible" in res.note and "CUDA graphs need a GPU" in res.note
 
 
 def test_latency_accepts_callables_and_rejects_bad_input():
@@ -103,7 +103,7 @@ def test_latency_accepts_callables_and_rejects_bad_input():
     assert res.batch == 8
     with pytest.raises(ValueError, match="input_size must be four positive ints"):
         measure.latency(nn.Identity(), (1, 3, 224), device="cpu")
-    with pytest.raises(ValueError, match="device must be 'auto', 'cpu' or 'cuda', got 'mps'"):
+    with pytest.raises(ValueError, match="device must be 'auto', 'cpu', 'cuda', 'cuda:N' or a torch.device .*, got 'mps'"):
         measure.latency(nn.Identity(), device="mps")
 
 
@@ -123,3 +123,19 @@ def test_quick_mode_switch(monkeypatch):
     assert quick_mode() and pick(100, 3) == 3
     monkeypatch.setenv("COURSE_QUICK", "0")
     assert not quick_mode() and pick(100, 3) == 100
+
+
+def test_latency_leaves_the_models_device_dtype_and_mode_as_they_were():
+    net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4)).train()
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    res = measure.latency(net, (2, 3, 8, 8), device="cpu", dtype=torch.float64, min_run_time=0.01)
+    assert res.dtype == "float64"
+    assert net.training
+    assert all(v.dtype == before[k].dtype and v.device == before[k].device for k, v in net.state_dict().items())
+    # Already on the device in the dtype: timed itself in eval mode (BN statistics unchanged), then back to train.
+    measure.latency(net, (2, 3, 8, 8), device="cpu", min_run_time=0.01)
+    assert net.training
+    assert all(torch.equal(v, before[k]) for k, v in net.state_dict().items())
+    frozen = nn.Conv2d(3, 4, 3).eval()
+    measure.latency(frozen, (1, 3, 8, 8), device="cpu", dtype=torch.float64, min_run_time=0.01)
+    assert not frozen.training and frozen.weight.dtype == torch.float32

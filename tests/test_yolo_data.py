@@ -295,6 +295,21 @@ def test_affine_and_mosaic_keep_boxes_on_their_pixels(tmp_path):
         assert kept > 12
 
 
+def test_an_error_in_augmentation_propagates_naming_the_image(shapes, monkeypatch):
+    ds = YoloDataset(load_data_config(shapes)["val"], imgsz=64, augment=True)
+    tried = []
+
+    def broken_hsv(self, img, rng):
+        tried.append(1)
+        raise ValueError("bug in augmentation")
+
+    monkeypatch.setattr(YoloDataset, "_hsv", broken_hsv)
+    with pytest.raises(ValueError, match="bug in augmentation") as info:
+        ds[2]
+    assert tried == [1], "another image was tried instead of reporting the error"
+    assert any(str(ds.im_files[2]) in note for note in getattr(info.value, "__notes__", []))
+
+
 def test_dataloader_is_reproducible(shapes):
     cfg = load_data_config(shapes)
     ds = YoloDataset(cfg["val"], imgsz=128, augment=True, nc=cfg["nc"])

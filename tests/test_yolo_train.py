@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import inspect
 import json
@@ -127,13 +128,16 @@ def _state_equal(a: dict, b: dict) -> list[str]:
     return [k for k in a if not torch.equal(a[k], b[k])]
 
 
-def test_resume_continues_exactly(tiny_data, tmp_path, one_thread):
-    common = dict(epochs=2, imgsz=64, batch_size=4, device="cpu", seed=3, project=tmp_path, progress=False)
+@pytest.mark.parametrize("workers", [0, pytest.param(2, marks=pytest.mark.slow)])
+def test_resume_continues_exactly(tiny_data, tmp_path, one_thread, workers):
+    """With worker processes too: their seeds, which drive augmentation, must come from (seed, epoch)."""
+    common = dict(epochs=2, imgsz=64, batch_size=4, device="cpu", seed=3, project=tmp_path, progress=False,
+                  workers=workers)
     train("yolov5n.yaml", tiny_data, name="straight", **common)
     stopped = train("yolov5n.yaml", tiny_data, name="split", callbacks={"on_epoch_end": lambda e, m: e == 0},
                     **common)
     assert stopped.stopped_early and len(stopped.history) == 1
-    resumed = train(resume=True, project=tmp_path, name="split", device="cpu", progress=False)
+    resumed = train(resume=True, project=tmp_path, name="split", device="cpu", progress=False, workers=workers)
     assert len(resumed.history) == 2
     a = torch.load(tmp_path / "straight/weights/last.pt", weights_only=True)
     b = torch.load(tmp_path / "split/weights/last.pt", weights_only=True)
@@ -146,40 +150,73 @@ def test_resume_continues_exactly(tiny_data, tmp_path, one_thread):
 
 
 DDP_SCRIPT = textwrap.dedent("""
-    import hashlib, os, sys, torch
+    import hashlib, json, os, sys, torch
+    import course.yolo.val as V
     from course.yolo.train import main
+
+    scored = []  # images each validation of this process saw
+    real_evaluate = V.evaluate
+
+    def counting_evaluate(model, dataloader, *args, **kwargs):
+        scored.append(sum(len(paths) for _, _, paths, _ in dataloader))
+        return real_evaluate(model, dataloader, *args, **kwargs)
+
+    V.evaluate = counting_evaluate
     out = sys.argv[1]
     result = main(sys.argv[2:])
     rank = int(os.environ["RANK"])
     params = dict(result.model.named_parameters())
     digest = hashlib.sha256(b"".join(params[k].detach().cpu().numpy().tobytes() for k in sorted(params))).hexdigest()
-    with open(os.path.join(out, f"rank{rank}.txt"), "w") as f:
-        f.write(digest + " " + str(result.last is not None))
+    with open(os.path.join(out, f"rank{rank}.json"), "w") as f:
+        json.dump(dict(digest=digest, wrote_checkpoint=result.last is not None, scored=scored,
+                       history=result.history), f)
 """)
 
 
-@pytest.mark.slow
-def test_ddp_two_cpu_processes_keep_identical_weights(tiny_data, tmp_path):
-    """Parameters, not BatchNorm buffers: without SyncBN each rank's last forward updates its own stats
-    (DDP re-broadcasts rank 0's buffers at the start of every forward)."""
-    script = tmp_path / "ddp_run.py"
+@pytest.fixture(scope="module")
+def ddp_run(tiny_data, tmp_path_factory):
+    """One epoch under torchrun with two CPU processes (gloo); what each rank reported."""
+    tmp = tmp_path_factory.mktemp("ddp")
+    script = tmp / "ddp_run.py"
     script.write_text(DDP_SCRIPT)
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(script),
-           str(tmp_path), "--cfg", "yolov5n.yaml", "--data", str(tiny_data), "--epochs", "1", "--imgsz", "64",
-           "--batch", "4", "--device", "cpu", "--project", str(tmp_path / "runs"), "--name", "ddp", "--quiet"]
+           str(tmp), "--cfg", "yolov5n.yaml", "--data", str(tiny_data), "--epochs", "1", "--imgsz", "64",
+           "--batch", "4", "--device", "cpu", "--project", str(tmp / "runs"), "--name", "ddp", "--quiet"]
     proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    r0 = (tmp_path / "rank0.txt").read_text().split()
-    r1 = (tmp_path / "rank1.txt").read_text().split()
-    assert r0[0] == r1[0], "ranks diverged"
-    assert (r0[1], r1[1]) == ("True", "False"), "only rank 0 writes checkpoints"
-    ckpt = torch.load(tmp_path / "runs/ddp/weights/last.pt", weights_only=True)
+    ranks = [json.loads((tmp / f"rank{r}.json").read_text()) for r in (0, 1)]
+    return tmp / "runs/ddp/weights/last.pt", ranks
+
+
+@pytest.mark.slow
+def test_ddp_two_cpu_processes_keep_identical_weights(ddp_run):
+    """Parameters, not BatchNorm buffers: without SyncBN each rank's last forward updates its own stats
+    (DDP re-broadcasts rank 0's buffers at the start of every forward)."""
+    last, (r0, r1) = ddp_run
+    assert r0["digest"] == r1["digest"], "ranks diverged"
+    assert (r0["wrote_checkpoint"], r1["wrote_checkpoint"]) == (True, False), "only rank 0 writes checkpoints"
+    ckpt = torch.load(last, weights_only=True)
     names = sorted(name for name, _ in DetectionModel("yolov5n.yaml", nc=4).named_parameters())
     digest = hashlib.sha256(b"".join(ckpt["model"][k].numpy().tobytes() for k in names)).hexdigest()
-    assert digest == r0[0]
+    assert digest == r0["digest"]
     init = DetectionModel("yolov5n.yaml", nc=4).state_dict()
     assert _state_equal(init, ckpt["model"]), "training did not change the weights"
+
+
+@pytest.mark.slow
+def test_ddp_rank0_validates_the_whole_val_set(ddp_run, tiny_data):
+    """Rank 0's mAP is the single-process evaluate of the same (EMA) weights on every val image, not a shard's."""
+    from course.yolo.data import load_data_config
+
+    last, (r0, r1) = ddp_run
+    cfg = load_data_config(tiny_data)
+    val_set = YoloDataset(cfg["val"], 64, nc=cfg["nc"])
+    assert r0["scored"] == [len(val_set)] and r1["scored"] == []
+    alone = evaluate(load_model(last), create_dataloader(val_set, 8, shuffle=False), progress=False)
+    row = r0["history"][-1]
+    for key in ("map50", "map", "precision", "recall"):
+        assert row[key] == pytest.approx(float(alone[key]), abs=1e-6), key
 
 
 def test_optimizer_groups_follow_yolov5():
@@ -273,3 +310,63 @@ def test_cli_recipe_fills_the_unset_flags(tmp_path, one_thread):
     assert (run["epochs"], run["imgsz"], run["batch_size"], run["nbs"]) == (
         quick["epochs"], quick["imgsz"], quick["batch_size"], quick["nbs"])
     assert run["hyp"]["cls"] == quick["hyp"]["cls"]
+
+
+class _ReachedTheGpu(Exception):
+    """Raised by the fake ``set_device`` once PyTorch's own check accepted the device."""
+
+
+@pytest.fixture
+def fake_gpus(monkeypatch):
+    """torch.cuda as on a machine with two GPUs; ``set_device`` checks its argument with PyTorch's own
+    ``_get_device_index`` (index-less devices raise exactly as in PyTorch) and records the index."""
+    import torch.cuda._utils
+
+    calls = []
+
+    def set_device(device):
+        calls.append(torch.cuda._utils._get_device_index(device))
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+    monkeypatch.setattr(torch.cuda, "set_device", set_device)
+    for var in ("LOCAL_RANK", "RANK", "WORLD_SIZE"):
+        monkeypatch.delenv(var, raising=False)
+    return calls
+
+
+def test_single_gpu_training_makes_an_indexed_device_current(tiny_data, tmp_path, fake_gpus, monkeypatch):
+    """Up to the first CUDA work: building the model there is where the fake GPU has to stop."""
+    import course.yolo.model
+
+    def stop(*args, **kwargs):
+        raise _ReachedTheGpu
+
+    monkeypatch.setattr(course.yolo.model, "DetectionModel", stop)
+    for device in ("auto", "cuda", "cuda:1"):
+        fake_gpus.clear()
+        with pytest.raises(_ReachedTheGpu):
+            train("yolov5n.yaml", tiny_data, epochs=1, imgsz=64, batch_size=4, device=device, project=tmp_path,
+                  progress=False)
+        assert fake_gpus == [1 if device == "cuda:1" else 0], device
+
+
+def test_cli_makes_the_gpu_current_before_the_first_nccl_collective(tmp_path, fake_gpus, monkeypatch):
+    """Under torchrun the CLI's barrier (after rank 0 writes the dataset) must run on this rank's GPU."""
+    import torch.distributed as dist
+
+    import course.yolo.train as T
+
+    events = fake_gpus  # set_device appends the index it made current
+    monkeypatch.setattr(dist, "is_initialized", lambda: "init nccl" in events)
+    monkeypatch.setattr(dist, "init_process_group", lambda backend, **kw: events.append(f"init {backend}"))
+    monkeypatch.setattr(dist, "get_rank", lambda: 1)
+    monkeypatch.setattr(dist, "barrier", lambda *a, **kw: events.append("barrier"))
+    monkeypatch.setattr(dist, "destroy_process_group", lambda: events.append("destroy"))
+    monkeypatch.setattr(T, "train", functools.wraps(T.train)(lambda *a, **kw: events.append("train")))
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    T.main(["--cfg", "yolov5n.yaml", "--shapes", str(tmp_path / "shapes"), "--device", "cuda", "--quiet"])
+    assert events == [1, "init nccl", "barrier", "train", "destroy"]

@@ -12,7 +12,8 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from ..env import device_name, quick_mode
+from ..device import device_name, resolve_device
+from ..env import quick_mode
 from .experiments import flops_spread, variants
 from .networks import _check_positive
 from .paper import BATCH, GUIDELINES, INPUT_HW, PAPER_SOURCE, PAPER_TABLES, SCALES, SPEED_UNIT, _check_hardware
@@ -38,20 +39,14 @@ def _speed_fields(times_ms: Sequence[float], batch: int, hardware: str) -> dict:
     }
 
 
-def _resolve_device(device: str) -> tuple[str, list[str]]:
-    if device not in ("auto", "cpu", "cuda"):
-        raise ValueError(f"device must be 'auto', 'cpu' or 'cuda', got {device!r}")
-    has_gpu = torch.cuda.is_available()
-    if device == "cuda" and not has_gpu:
-        return "cpu", ["device='cuda' asked for but no GPU is available: ran on the CPU; "
-                       "the GPU timings (eager and CUDA-graph replay) were skipped"]
-    if device == "auto":
-        if has_gpu:
-            return "cuda", []
-        return "cpu", ["no GPU found: ran on the CPU; the GPU timings (eager and CUDA-graph replay) were skipped"]
-    if device == "cpu" and not has_gpu:
-        return "cpu", ["no GPU on this machine: the GPU timings (eager and CUDA-graph replay) were not run"]
-    return device, []
+def _resolve_device(device) -> tuple[torch.device, list[str]]:
+    dev, note = resolve_device(device)
+    skipped = "the GPU timings (eager and CUDA-graph replay) were skipped"
+    if note:
+        return dev, [f"{note}; {skipped}"]
+    if dev.type == "cpu" and not torch.cuda.is_available():
+        return dev, [f"no GPU on this machine: ran on the CPU; {skipped}"]
+    return dev, []
 
 
 def _cpu_model() -> str | None:
@@ -137,20 +132,20 @@ def run_guidelines(
         scales = scales[:1]
     min_run_time = min_run_time or (0.1 if quick else 1.0)
     rounds = rounds or (1 if quick else 2)
-    hardware = "gpu" if dev == "cuda" else "cpu"
+    hardware = "gpu" if dev.type == "cuda" else "cpu"
     channel_list = channel_list or hardware
     batch = BATCH[hardware]
-    timings = ("eager", "cuda_graph") if dev == "cuda" else ("eager",)
+    timings = ("eager", "cuda_graph") if dev.type == "cuda" else ("eager",)
 
     old_threads, old_bench = torch.get_num_threads(), torch.backends.cudnn.benchmark
     if threads is None:
-        threads = 1 if dev == "cpu" else old_threads
+        threads = 1 if dev.type == "cpu" else old_threads
     torch.set_num_threads(threads)
-    if dev == "cuda":
+    if dev.type == "cuda":
         torch.backends.cudnn.benchmark = True
     started = time.perf_counter()
     load_start = _load_average()
-    name = device_name(torch.device(dev))
+    name = device_name(dev)
     plan = [(g, s) for g in guidelines for s in scales]
     total = rounds * sum(len(PAPER_TABLES[g]["variants"]) for g, _ in plan)
     out_g: dict[str, dict] = {}
@@ -201,12 +196,12 @@ def run_guidelines(
         torch.backends.cudnn.benchmark = old_bench
 
     meta = {
-        "device": dev,
+        "device": dev.type,
         "device_name": name,
         "cpu_model": _cpu_model(),
         "torch_version": torch.__version__,
-        "cudnn_version": _cudnn_version() if dev == "cuda" else None,
-        "cudnn_benchmark": dev == "cuda",
+        "cudnn_version": _cudnn_version() if dev.type == "cuda" else None,
+        "cudnn_benchmark": dev.type == "cuda",
         "threads": threads,
         "batch": batch,
         "speed_unit": SPEED_UNIT[hardware],

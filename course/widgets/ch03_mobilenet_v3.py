@@ -20,7 +20,8 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..blocks import InvertedResidualV3, SqueezeExcitation, make_divisible_round
-from ..env import default_device, pick
+from ..device import resolve_device
+from ..env import pick
 from ..measure import LatencyResult, RatioResult, count_flops, count_params, interleaved_ratio, latency
 from ..models import (
     MOBILENET_V3_LARGE,
@@ -436,10 +437,7 @@ class CostRow:
 
 def _tensor(numel: int, device) -> torch.Tensor:
     check_int("numel", numel)
-    dev = default_device() if device in (None, "auto") else torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        dev = torch.device("cpu")
-    return torch.randn(numel, device=dev) * 4
+    return torch.randn(numel, device=resolve_device(device)[0]) * 4
 
 
 def activation_costs(numel: int = 1 << 22, device="auto", names: list[str] | None = None,
@@ -452,7 +450,7 @@ def activation_costs(numel: int = 1 << 22, device="auto", names: list[str] | Non
     rows = []
     for n in names:
         fn = ACTIVATION_IMPLS[n]
-        res = latency(lambda fn=fn: fn(x), input_size=(1,), device=x.device.type, min_run_time=min_run_time)
+        res = latency(lambda fn=fn: fn(x), input_size=(1,), device=x.device, min_run_time=min_run_time)
         rows.append(CostRow(n, numel, res.median_ms * 1e6 / numel, res))
     return rows
 

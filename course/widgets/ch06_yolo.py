@@ -235,7 +235,7 @@ def measure_detector(model, sizes=(320, 640), min_run_time: float | None = None)
         out[f"cpu_ms_{s}"] = r.median_ms
         out["latency"][f"cpu_{s}"] = r
     if torch.cuda.is_available():
-        r = E.torch_latency(copy.deepcopy(model), 640, device="cuda", min_run_time=min_run_time, cuda_graph=True)
+        r = E.torch_latency(model, 640, device="cuda", min_run_time=min_run_time, cuda_graph=True)
         out["gpu_ms_640"] = r.median_ms
         out["latency"]["gpu_640"] = r
     return out

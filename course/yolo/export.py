@@ -152,7 +152,7 @@ def onnx_latency(session, imgsz: int = 320, batch: int = 1, min_run_time: float 
 
 def torch_latency(model: nn.Module, imgsz: int = 320, batch: int = 1, device="cpu",
                   min_run_time: float | None = None, cuda_graph: bool = False) -> LatencyResult:
-    """PyTorch latency of the same decoded forward pass (the model is moved to ``device``, eval mode)."""
+    """PyTorch latency of the same decoded forward pass, timed on ``device`` (``model`` itself is left as it was)."""
     _check_size("imgsz", imgsz, low=32)
     _check_size("batch", batch)
     return latency(DecodedOutput(model), input_size=(batch, 3, imgsz, imgsz), device=device,

@@ -37,6 +37,7 @@ import yaml
 from torch import nn
 from tqdm.auto import tqdm
 
+from course.device import select_device
 from course.env import pick, seed_everything
 from course.yolo.ema import ModelEMA, auto_tau, unwrap
 from course.yolo.metrics import fitness
@@ -136,30 +137,19 @@ def train_kwargs(rec: dict) -> dict:
     return _arguments_of(train, rec, skip=("cfg", "data", "callbacks", "name"))
 
 
-def select_device(device="auto", local_rank: int = -1) -> torch.device:
-    """``"auto"`` → CUDA if visible else CPU; ``"cuda"`` without a GPU falls back to CPU with a note."""
-    if not isinstance(device, (str, torch.device)):
-        raise ValueError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {device!r}")
-    name = str(device).lower()
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name != "cpu" and not (name == "cuda" or (name.startswith("cuda:") and name[5:].isdigit())):
-        raise ValueError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {device!r}")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        print(f"device {device!r} requested but no GPU is visible: training on the CPU instead.")
-        return torch.device("cpu")
-    if name.startswith("cuda") and local_rank >= 0:
-        name = f"cuda:{local_rank}"
-    return torch.device(name)
+def setup_distributed(device: torch.device) -> tuple[int, int, int]:
+    """Make ``device`` current, then join the process group torchrun describes; (rank, local_rank, world).
 
-
-def setup_distributed(device_type: str) -> tuple[int, int, int]:
-    """Join the process group torchrun describes (gloo on CPU, nccl on CUDA); (rank, local_rank, world)."""
+    gloo on CPU, nccl on CUDA. The GPU is made current first: NCCL runs every collective (a
+    barrier included) on the current device, which would otherwise be cuda:0 in every process.
+    """
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
     world = int(os.environ.get("WORLD_SIZE", 1))
     if world <= 1:
         return -1, -1, 1
     if not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if device_type == "cuda" else "gloo")
+        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
     return dist.get_rank(), int(os.environ.get("LOCAL_RANK", 0)), world
 
 
@@ -288,13 +278,11 @@ def train(cfg=None, data=None, epochs: int = 30, imgsz: int = 320, batch_size: i
     hyp = _merge_hyp(hyp)
     data_cfg = load_data_config(data)
 
-    dev = select_device(device, int(os.environ.get("LOCAL_RANK", -1)))
-    rank, local_rank, world = setup_distributed(dev.type)
+    dev = select_device(device)
+    rank, local_rank, world = setup_distributed(dev)
     main_process = rank in (-1, 0)
     if batch_size % world:
         raise ValueError(f"batch_size must be divisible by the {world} processes, got {batch_size}")
-    if dev.type == "cuda":
-        torch.cuda.set_device(dev)
     callbacks = (callbacks or {}) if main_process else {}
     amp = dev.type == "cuda"
 
@@ -322,7 +310,8 @@ def train(cfg=None, data=None, epochs: int = 30, imgsz: int = 320, batch_size: i
     val_loader = None
     if main_process:
         val_set = YoloDataset(data_cfg["val"], imgsz, augment=False, hyp=hyp, nc=data_cfg["nc"], cache=cache)
-        val_loader = create_dataloader(val_set, batch_size * 2, shuffle=False, workers=workers, seed=seed)
+        val_loader = create_dataloader(val_set, batch_size * 2, shuffle=False, workers=workers, seed=seed,
+                                       distributed=False)
 
     nw = max(round(hyp["warmup_epochs"] * nb), MIN_WARMUP_ITERS) if hyp["warmup_epochs"] > 0 else 0
     nw = min(nw, (epochs * nb) // 2)
@@ -342,7 +331,7 @@ def train(cfg=None, data=None, epochs: int = 30, imgsz: int = 320, batch_size: i
         if start_epoch >= epochs:
             raise ValueError(f"resume: {save_dir} already finished all {epochs} epochs")
     if world > 1:
-        model = nn.parallel.DistributedDataParallel(model, device_ids=[local_rank] if dev.type == "cuda" else None)
+        model = nn.parallel.DistributedDataParallel(model, device_ids=[dev.index] if dev.type == "cuda" else None)
 
     run_config = _plain(dict(cfg=unwrap(model).yaml, data=str(data), epochs=epochs, imgsz=imgsz, batch_size=batch_size,
                       hyp=hyp_run, seed=seed, cos_lr=cos_lr, ema_tau=ema_tau, nbs=nbs,
@@ -482,7 +471,7 @@ def main(argv=None) -> TrainResult:
     if not args.resume and args.shapes and (data is None or not Path(data).is_file()):
         from course.yolo.data import make_shapes
 
-        rank, _, world = setup_distributed(select_device(args.device).type)
+        rank, _, world = setup_distributed(select_device(args.device))
         if rank <= 0:
             data = str(make_shapes(args.shapes, seed=args.seed, **{**shapes_kwargs(rec), "imgsz": imgsz}))
         if world > 1:

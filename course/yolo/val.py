@@ -142,8 +142,8 @@ def load_model(weights, device="cpu", ema: bool = True) -> nn.Module:
 
 
 def main(argv=None) -> dict:
+    from course.device import select_device
     from course.yolo.data import YoloDataset, create_dataloader, load_data_config
-    from course.yolo.train import select_device
 
     parser = argparse.ArgumentParser(description="Evaluate a course.yolo checkpoint (YOLOv5 val.py).")
     parser.add_argument("--weights", required=True, help="checkpoint from course.yolo.train (best.pt / last.pt)")

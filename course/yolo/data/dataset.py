@@ -223,14 +223,13 @@ class YoloDataset(Dataset):
         return img, boxes, self.labels[i][:, 0].copy()
 
     def __getitem__(self, index: int):
-        for attempt in range(len(self)):
-            i = (index + attempt) % len(self)
-            try:
-                return self._get(i)
-            except (OSError, ValueError) as e:
-                warnings.warn(f"{self.prefix}{self.im_files[i]} became unreadable ({type(e).__name__}: {e}); "
-                              "using the next image", DatasetWarning, stacklevel=2)
-        raise RuntimeError(f"{self.prefix}no image of the dataset can be read any more")
+        """One sample; any error (an image unreadable since the scan, a bug in augmentation) propagates,
+        with the image named, rather than being hidden by silently serving another image."""
+        try:
+            return self._get(index)
+        except Exception as e:
+            e.add_note(f"{self.prefix}while loading {self.im_files[index]}")
+            raise
 
     def _get(self, i: int):
         if self.augment:
@@ -275,6 +274,9 @@ def create_dataloader(dataset: Dataset, batch_size: int, shuffle: bool, workers:
     every epoch so shuffling changes). The seeded generator fixes the shuffle order and, with
     ``workers > 0``, the workers' torch seeds, which drive augmentation. With ``workers=0``
     augmentation draws from the global torch RNG, so seed it too (``course.env.seed_everything``).
+    Workers start afresh every epoch (not persistent) and take their seeds from the generator
+    then: reseed it per epoch and a run resumed at epoch k draws what an uninterrupted one did
+    (persistent workers would carry on from the seeds of the first epoch they served).
     """
     if not (isinstance(batch_size, int) and batch_size >= 1):
         raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
@@ -289,4 +291,4 @@ def create_dataloader(dataset: Dataset, batch_size: int, shuffle: bool, workers:
     collate = getattr(dataset, "collate_fn", YoloDataset.collate_fn)
     return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle and sampler is None, sampler=sampler,
                       num_workers=workers, collate_fn=collate, generator=generator, drop_last=drop_last,
-                      persistent_workers=workers > 0, pin_memory=torch.cuda.is_available())
+                      persistent_workers=False, pin_memory=torch.cuda.is_available())
