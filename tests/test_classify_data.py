@@ -12,7 +12,7 @@ matplotlib.use("Agg")
 
 from course.data.folder import ImageFolderChecked, write_image_folder  # noqa: E402
 from course.data.gallery import class_grid  # noqa: E402
-from course.data.glyphs import (CLASSES, CLASS_NAMES, GlyphDataset, GlyphStyle, glyph_splits,  # noqa: E402
+from course.data.glyphs import (CLASSES, CLASS_NAMES, EASY, HARD, GlyphDataset, GlyphStyle, glyph_splits,  # noqa: E402
                                 make_glyphs, render_glyph, to_image)
 from course.yolo.data import DatasetWarning  # noqa: E402
 
@@ -71,6 +71,16 @@ def test_a_smaller_input_is_the_same_scene_with_less_detail():
     pooled = big.reshape(32, 2, 32, 2, 3).mean((1, 3))
     other = render_glyph(4, np.random.default_rng(1), 32, GlyphStyle(noise=(0, 0))).astype(float)
     assert np.abs(pooled - small).mean() < np.abs(other - small).mean() / 4
+
+
+def test_the_hard_style_adds_clutter_the_easy_style_has_none():
+    """Same seeds, same scenes: the hard style's extra marks make images differ more from a plain body."""
+    easy = np.stack([render_glyph(k % 10, np.random.default_rng(k), 32, EASY) for k in range(20)]).astype(float)
+    hard = np.stack([render_glyph(k % 10, np.random.default_rng(k), 32, HARD) for k in range(20)]).astype(float)
+    # neighbouring pixels differ more where lines, outlines, bars and noise are drawn
+    def roughness(x):
+        return np.abs(np.diff(x, axis=2)).mean()
+    assert roughness(hard) > roughness(easy)
 
 
 def test_images_vary_within_a_class():
