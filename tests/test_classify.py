@@ -174,7 +174,7 @@ def test_a_few_batches_bring_the_loss_down_on_a_tiny_set(overfit):
 
 
 def test_quick_recipe_runs_end_to_end():
-    result = classify.train_recipe("shufflenet_v2", 0.5, mode="quick", threads=1, progress=False)
+    result = classify.train_recipe("shufflenet_v2", 0.5, mode="quick", threads=1, progress=True)
     assert len(result.history) == RECIPES["quick"]["epochs"] and 0 <= result.test_acc <= 1
     assert result.config["model"] == "shufflenet_v2" and result.config["n_train"] == RECIPES["quick"]["n_train"]
 
@@ -185,3 +185,10 @@ def test_adamw_and_label_smoothing_train_too(tiny):
                               label_smoothing=0.1, threads=1, progress=False)
     assert math.isfinite(result.history[0]["train_loss"])
     assert isinstance(model, nn.Module)
+
+
+def test_mixed_precision_only_on_cuda():
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert all(classify._amp_dtype(a, cpu) is None for a in ("auto", "bf16", "fp16", None))
+    assert classify._amp_dtype("fp16", cuda) == torch.float16 and classify._amp_dtype("bf16", cuda) == torch.bfloat16
+    assert classify._amp_dtype(None, cuda) is None and classify._amp_dtype(False, cuda) is None

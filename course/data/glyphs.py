@@ -120,18 +120,26 @@ def _outline(shape: str, rng: np.random.Generator, style: GlyphStyle) -> np.ndar
     return pts @ _rotation(rng.uniform(-style.rotation, style.rotation)).T
 
 
-def _mask(polygon: np.ndarray) -> np.ndarray:
+def _window(polygon: np.ndarray) -> tuple[slice, slice]:
+    """Rows and columns of the canvas that the polygon's bounding box covers (painting only there is faster)."""
+    (x0, y0), (x1, y1) = np.floor(polygon.min(0)), np.ceil(polygon.max(0)) + 1
+    clip = lambda v: int(min(max(v, 0), CANVAS))  # noqa: E731
+    return slice(clip(y0), clip(y1)), slice(clip(x0), clip(x1))
+
+
+def _mask(polygon: np.ndarray, window: tuple[slice, slice]) -> np.ndarray:
     im = Image.new("L", (CANVAS, CANVAS), 0)
     ImageDraw.Draw(im).polygon([tuple(p) for p in polygon], fill=255)
-    return np.asarray(im, np.float32)[..., None] / 255
+    return np.asarray(im, np.float32)[window][..., None] / 255
 
 
-def _texture(kind: str, rng: np.random.Generator, style: GlyphStyle) -> np.ndarray:
+def _texture(kind: str, rng: np.random.Generator, style: GlyphStyle, window: tuple[slice, slice]) -> np.ndarray:
     """1 where the second colour goes: stripes at a random angle, or checks."""
     p = rng.uniform(*style.period)
     a = rng.uniform(0, np.pi)
-    u = (_XX * np.cos(a) + _YY * np.sin(a)) * 2 * np.pi / p
-    v = (-_XX * np.sin(a) + _YY * np.cos(a)) * 2 * np.pi / p
+    xx, yy = _XX[window], _YY[window]
+    u = (xx * np.cos(a) + yy * np.sin(a)) * 2 * np.pi / p
+    v = (-xx * np.sin(a) + yy * np.cos(a)) * 2 * np.pi / p
     wave = np.sin(u + rng.uniform(0, 2 * np.pi))
     if kind == "checks":
         wave = wave * np.sin(v + rng.uniform(0, 2 * np.pi))
@@ -153,8 +161,12 @@ def _background(rng: np.random.Generator) -> np.ndarray:
     return np.asarray(Image.fromarray(grid).resize((CANVAS, CANVAS), Image.BICUBIC), np.float32)
 
 
-def _fill(img: np.ndarray, mask: np.ndarray, texture: np.ndarray, c1: np.ndarray, c2: np.ndarray) -> np.ndarray:
-    return img * (1 - mask) + mask * (c1 * (1 - texture) + c2 * texture)
+def _paint(img: np.ndarray, polygon: np.ndarray, kind: str, rng: np.random.Generator, style: GlyphStyle,
+           c1: np.ndarray, c2: np.ndarray) -> None:
+    """Fill ``polygon`` with texture ``kind`` in colours ``c1`` and ``c2``, in place."""
+    w = _window(polygon)
+    mask, texture = _mask(polygon, w), _texture(kind, rng, style, w)
+    img[w] = img[w] * (1 - mask) + mask * (c1 * (1 - texture) + c2 * texture)
 
 
 def _two_colours(rng: np.random.Generator, under: np.ndarray, style: GlyphStyle):
@@ -209,11 +221,11 @@ def render_glyph(label: int, rng: np.random.Generator, imgsz: int = 48, style: G
         r = rng.uniform(0.15, 0.3) * size
         t = np.linspace(0, 2 * np.pi, 24, endpoint=False)
         blob = c + np.stack([np.cos(t), np.sin(t)], 1) * r * rng.uniform(0.6, 1.4, (24, 1))
-        decoy = _texture(TEXTURES[rng.integers(0, 2)], rng, style)
-        img = _fill(img, _mask(blob), decoy, *_two_colours(rng, img[int(c[1]) % CANVAS, int(c[0]) % CANVAS], style))
+        kind = TEXTURES[rng.integers(0, 2)]
+        _paint(img, blob, kind, rng, style, *_two_colours(rng, img[int(c[1]) % CANVAS, int(c[0]) % CANVAS], style))
     under = img[int(body_y), int(body_x)]
     body_colour, second = _two_colours(rng, under, style)
-    img = _fill(img, _mask(body_pts + [body_x, body_y]), _texture(cls.texture, rng, style), body_colour, second)
+    _paint(img, body_pts + [body_x, body_y], cls.texture, rng, style, body_colour, second)
 
     pil = Image.fromarray(img.clip(0, 255).astype(np.uint8))
     draw = ImageDraw.Draw(pil)
