@@ -296,14 +296,16 @@ def test_affine_and_mosaic_keep_boxes_on_their_pixels(tmp_path):
 
 
 def test_an_error_in_augmentation_propagates_naming_the_image(shapes, monkeypatch):
+    from course.yolo.data import dataset as dataset_module
+
     ds = YoloDataset(load_data_config(shapes)["val"], imgsz=64, augment=True)
     tried = []
 
-    def broken_hsv(self, img, rng):
+    def broken_hsv(img, hyp, rng):
         tried.append(1)
         raise ValueError("bug in augmentation")
 
-    monkeypatch.setattr(YoloDataset, "_hsv", broken_hsv)
+    monkeypatch.setattr(dataset_module, "augment_hsv", broken_hsv)
     with pytest.raises(ValueError, match="bug in augmentation") as info:
         ds[2]
     assert tried == [1], "another image was tried instead of reporting the error"
