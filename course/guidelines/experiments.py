@@ -7,8 +7,9 @@ from typing import Callable, Iterable
 
 from torch import nn
 
-from .networks import _check_positive, g1_net, g2_channels, g2_net, g3_channels, g3_net, g4_net
-from .paper import G4_SWITCHES, INPUT_HW, PAPER_TABLES, SCALES, _check_guideline, _check_hardware
+from ..validate import check_choice, check_int
+from .networks import g1_net, g2_channels, g2_net, g3_channels, g3_net, g4_net
+from .paper import GUIDELINES, G4_SWITCHES, INPUT_HW, PAPER_TABLES, SCALES, _check_hardware
 
 
 @dataclass(frozen=True)
@@ -37,9 +38,9 @@ def variants(guideline: str, scale: int = 1, channel_list: str = "cpu", g3_merge
     ``hw`` overrides the input size (default ``INPUT_HW``, 56); every layer keeps the map size,
     so FLOPs scale exactly with hw², which lets tests count FLOPs on small maps.
     """
-    _check_guideline(guideline)
+    check_choice("guideline", guideline, GUIDELINES)
     if hw is not None:
-        _check_positive("hw", hw)
+        check_int("hw", hw)
     _check_hardware(channel_list)
     if scale not in SCALES:
         raise ValueError(f"scale must be one of {list(SCALES)}, got {scale!r}")

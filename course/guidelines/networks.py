@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from .paper import BLOCKS, G3_STRUCTURES
+from ..validate import check_int
 
 
 def _conv_bn(c_in: int, c_out: int, groups: int = 1, relu: bool = True) -> nn.Sequential:
@@ -17,22 +18,17 @@ def _conv_bn(c_in: int, c_out: int, groups: int = 1, relu: bool = True) -> nn.Se
     return nn.Sequential(*layers)
 
 
-def _check_positive(name: str, value) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-
-
 def g1_net(c1: int, c2: int, blocks: int = BLOCKS) -> nn.Sequential:
     """G1 benchmark: ``blocks`` × (1×1 conv c1→c2, 1×1 conv c2→c1); FLOPs per block 2·hw·c1·c2."""
     for name, v in (("c1", c1), ("c2", c2), ("blocks", blocks)):
-        _check_positive(name, v)
+        check_int(name, v)
     return nn.Sequential(*[nn.Sequential(_conv_bn(c1, c2), _conv_bn(c2, c1)) for _ in range(blocks)])
 
 
 def g2_net(c: int, groups: int, layers: int = BLOCKS) -> nn.Sequential:
     """G2 benchmark: ``layers`` 1×1 group convs c→c with ``groups`` groups; FLOPs hw·c²/g each."""
     for name, v in (("c", c), ("groups", groups), ("layers", layers)):
-        _check_positive(name, v)
+        check_int(name, v)
     if c % groups:
         raise ValueError(f"c={c} must be divisible by groups={groups}")
     return nn.Sequential(*[_conv_bn(c, c, groups=groups) for _ in range(layers)])
@@ -57,8 +53,8 @@ class FragmentBlock(nn.Module):
 
     def __init__(self, channels: int, fragments: int = 1, parallel: bool = False, merge: str = "add") -> None:
         super().__init__()
-        _check_positive("channels", channels)
-        _check_positive("fragments", fragments)
+        check_int("channels", channels)
+        check_int("fragments", fragments)
         if merge not in ("add", "concat"):
             raise ValueError(f"merge must be 'add' or 'concat', got {merge!r}")
         if parallel and merge == "concat" and channels % fragments:
@@ -95,8 +91,8 @@ def g3_channels(c: int, structure: str, merge: str = "add") -> int:
 
 def g3_net(c: int, structure: str, blocks: int = BLOCKS, merge: str = "add") -> nn.Sequential:
     """G3 benchmark: ``blocks`` fragment blocks; ``c`` is the 1-fragment width (Table 3's c)."""
-    _check_positive("c", c)
-    _check_positive("blocks", blocks)
+    check_int("c", c)
+    check_int("blocks", blocks)
     width = g3_channels(c, structure, merge)
     k, parallel = G3_STRUCTURES[structure]
     return nn.Sequential(*[FragmentBlock(width, k, parallel, merge) for _ in range(blocks)])
@@ -111,8 +107,8 @@ class Bottleneck(nn.Module):
 
     def __init__(self, channels: int, relu: bool = True, shortcut: bool = True, expansion: int = 4) -> None:
         super().__init__()
-        _check_positive("channels", channels)
-        _check_positive("expansion", expansion)
+        check_int("channels", channels)
+        check_int("expansion", expansion)
         if channels % expansion:
             raise ValueError(f"channels={channels} must be divisible by expansion={expansion}")
         mid = channels // expansion
@@ -138,5 +134,5 @@ class Bottleneck(nn.Module):
 
 def g4_net(c: int, relu: bool = True, shortcut: bool = True, units: int = BLOCKS, expansion: int = 4) -> nn.Sequential:
     """G4 benchmark: ``units`` bottleneck units of width ``c`` (Table 4's "channels in unit")."""
-    _check_positive("units", units)
+    check_int("units", units)
     return nn.Sequential(*[Bottleneck(c, relu, shortcut, expansion) for _ in range(units)])

@@ -5,6 +5,8 @@ Ma, Zhang, Zheng, Sun, ShuffleNet V2, ECCV 2018 (https://arxiv.org/abs/1807.1116
 
 from __future__ import annotations
 
+from ..validate import check_choice
+
 GUIDELINES = ("G1", "G2", "G3", "G4")
 SCALES = (1, 2, 4)
 HARDWARE = ("gpu", "cpu")
@@ -80,11 +82,6 @@ PAPER_TABLES: dict[str, dict] = {
 }
 
 
-def _check_guideline(guideline: str) -> None:
-    if guideline not in GUIDELINES:
-        raise ValueError(f"guideline must be one of {list(GUIDELINES)}, got {guideline!r}")
-
-
 def _check_hardware(channel_list: str) -> None:
     if channel_list not in HARDWARE:
         raise ValueError(f"channel_list must be 'gpu' or 'cpu' (the paper's GPU or ARM/CPU lists), "
@@ -93,7 +90,7 @@ def _check_hardware(channel_list: str) -> None:
 
 def paper_speeds(guideline: str, hardware: str, scale: int) -> dict[str, float]:
     """One column of the paper's table as {variant: speed}."""
-    _check_guideline(guideline)
+    check_choice("guideline", guideline, GUIDELINES)
     _check_hardware(hardware)
     t = PAPER_TABLES[guideline]
     return dict(zip(t["variants"], t["speed"][hardware][scale]))

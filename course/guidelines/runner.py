@@ -15,7 +15,7 @@ import torch
 from ..device import device_name, resolve_device
 from ..env import quick_mode
 from .experiments import flops_spread, variants
-from .networks import _check_positive
+from ..validate import check_int
 from .paper import BATCH, GUIDELINES, INPUT_HW, PAPER_SOURCE, PAPER_TABLES, SCALES, SPEED_UNIT, _check_hardware
 from .schema import SCHEMA
 
@@ -118,9 +118,9 @@ def run_guidelines(
     if min_run_time is not None and not (isinstance(min_run_time, (int, float)) and min_run_time > 0):
         raise ValueError(f"min_run_time must be a positive number of seconds, got {min_run_time!r}")
     if threads is not None:
-        _check_positive("threads", threads)
+        check_int("threads", threads)
     if rounds is not None:
-        _check_positive("rounds", rounds)
+        check_int("rounds", rounds)
     if g3_merge not in ("add", "concat"):
         raise ValueError(f"g3_merge must be 'add' or 'concat', got {g3_merge!r}")
     if g4_expansion not in (1, 2, 4, 8, 16, 32):

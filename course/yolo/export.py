@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from course.measure import LatencyResult, latency
+from course.validate import check_int
 
 __all__ = ["MIN_OPSET", "DecodedOutput", "OnnxCheck", "export_onnx", "onnx_session", "check_onnx", "onnx_latency",
            "torch_latency"]
@@ -39,12 +40,6 @@ class DecodedOutput(nn.Module):
         return out[0] if isinstance(out, (tuple, list)) else out
 
 
-def _check_size(name: str, value, low: int = 1, multiple: int = 1) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < low or value % multiple:
-        rule = f"an int >= {low}" + (f" and a multiple of {multiple}" if multiple > 1 else "")
-        raise ValueError(f"{name} must be {rule}, got {value!r}")
-
-
 def _stride(model: nn.Module) -> int:
     stride = getattr(model, "stride", None)
     return int(max(stride)) if stride is not None else 1
@@ -57,9 +52,9 @@ def export_onnx(model: nn.Module, path, imgsz: int = 320, batch: int = 1, opset:
     The model's own mode is restored afterwards. ``dynamo=True`` uses ``torch.export`` (the
     default exporter since PyTorch 2.9); ``False`` the older TorchScript tracer.
     """
-    _check_size("opset", opset, low=MIN_OPSET)
-    _check_size("batch", batch)
-    _check_size("imgsz", imgsz, low=32, multiple=_stride(model))
+    check_int("opset", opset, low=MIN_OPSET)
+    check_int("batch", batch)
+    check_int("imgsz", imgsz, low=32, multiple=_stride(model))
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     was_training = model.training
@@ -135,8 +130,8 @@ def check_onnx(model: nn.Module, session, x: torch.Tensor | None = None, imgsz: 
 
 def onnx_latency(session, imgsz: int = 320, batch: int = 1, min_run_time: float | None = None) -> LatencyResult:
     """ONNX Runtime CPU latency of one forward pass, timed like ``course.measure.latency`` times PyTorch."""
-    _check_size("imgsz", imgsz, low=32)
-    _check_size("batch", batch)
+    check_int("imgsz", imgsz, low=32)
+    check_int("batch", batch)
     name = session.get_inputs()[0].name
     feed = {name: np.random.default_rng(0).random((batch, 3, imgsz, imgsz), dtype=np.float32)}
     threads = session.get_session_options().intra_op_num_threads or torch.get_num_threads()
@@ -153,7 +148,7 @@ def onnx_latency(session, imgsz: int = 320, batch: int = 1, min_run_time: float 
 def torch_latency(model: nn.Module, imgsz: int = 320, batch: int = 1, device="cpu",
                   min_run_time: float | None = None, cuda_graph: bool = False) -> LatencyResult:
     """PyTorch latency of the same decoded forward pass, timed on ``device`` (``model`` itself is left as it was)."""
-    _check_size("imgsz", imgsz, low=32)
-    _check_size("batch", batch)
+    check_int("imgsz", imgsz, low=32)
+    check_int("batch", batch)
     return latency(DecodedOutput(model), input_size=(batch, 3, imgsz, imgsz), device=device,
                    min_run_time=min_run_time, cuda_graph=cuda_graph)

@@ -13,6 +13,7 @@ import torch
 from torchvision.ops import batched_nms
 
 from .letterbox import letterbox_geometry
+from course.validate import check_fraction
 
 DETECT_CONF_THRES = 0.25
 """``detect.py`` default: show only confident boxes."""
@@ -48,11 +49,6 @@ def xyxy2xywh(x):
     return y
 
 
-def _check_fraction(name: str, value) -> None:
-    if not (isinstance(value, (int, float)) and 0.0 <= float(value) <= 1.0):
-        raise ValueError(f"{name} must be a number in [0, 1], got {value!r}")
-
-
 def non_max_suppression(pred, conf_thres: float = DETECT_CONF_THRES, iou_thres: float = DETECT_IOU_THRES,
                         max_det: int = 300, classes=None, multi_label: bool = False,
                         agnostic: bool = False) -> list[torch.Tensor]:
@@ -69,8 +65,8 @@ def non_max_suppression(pred, conf_thres: float = DETECT_CONF_THRES, iou_thres: 
     if not isinstance(pred, torch.Tensor) or pred.ndim != 3 or pred.shape[-1] < 6:
         shape = tuple(pred.shape) if isinstance(pred, torch.Tensor) else type(pred).__name__
         raise ValueError(f"pred must be a tensor of shape (batch, anchors, 5 + nc) with nc >= 1, got {shape}")
-    _check_fraction("conf_thres", conf_thres)
-    _check_fraction("iou_thres", iou_thres)
+    check_fraction("conf_thres", conf_thres)
+    check_fraction("iou_thres", iou_thres)
     if not (isinstance(max_det, int) and max_det >= 1):
         raise ValueError(f"max_det must be a positive int, got {max_det!r}")
 

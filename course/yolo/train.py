@@ -42,6 +42,7 @@ from course.env import pick, seed_everything
 from course.yolo.ema import ModelEMA, auto_tau, unwrap
 from course.yolo.metrics import fitness
 from course.yolo.model import CFG_DIR
+from course.validate import check_int
 
 CALLBACK_EVENTS = ("on_train_start", "on_epoch_end", "on_train_end")
 MIN_WARMUP_ITERS = 100
@@ -186,11 +187,6 @@ def lr_factor(epochs: int, lrf: float, cos_lr: bool = False):
     return one_cycle if cos_lr else linear
 
 
-def _check_positive_int(name: str, value, minimum: int = 1) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
-
-
 def _merge_hyp(hyp) -> dict:
     """hyp.scratch-low.yaml updated with the keys given (a dict or a YAML path); unknown keys are errors."""
     from course.yolo.loss import load_hyp
@@ -264,10 +260,10 @@ def train(cfg=None, data=None, epochs: int = 30, imgsz: int = 320, batch_size: i
         raise ValueError(f"cfg and data are required unless resume is set, got cfg={cfg!r}, data={data!r}")
     cfg = load_cfg(cfg)
     for arg, value in (("epochs", epochs), ("batch_size", batch_size), ("nbs", nbs), ("save_period", save_period)):
-        _check_positive_int(arg, value)
-    _check_positive_int("workers", workers, minimum=0)
-    _check_positive_int("seed", seed, minimum=0)
-    _check_positive_int("imgsz", imgsz, minimum=32)
+        check_int(arg, value)
+    check_int("workers", workers, low=0)
+    check_int("seed", seed, low=0)
+    check_int("imgsz", imgsz, low=32)
     if imgsz % 32:
         raise ValueError(f"imgsz must be a multiple of 32 (the largest stride), got {imgsz}")
     if not (ema_tau == "auto" or (isinstance(ema_tau, (int, float)) and ema_tau > 0)):
