@@ -63,6 +63,7 @@ def test_trap_demos_catch_named_errors():
         assert d["error"].startswith("ModelConfigError"), d
     assert "layer 9" in demos[0]["error"] and "not an earlier layer" in demos[1]["error"]
     assert "c1=120, c2=232" in demos[2]["error"] and "stride=2" in demos[3]["error"]
+    assert all(d["source"].startswith("https://github.com/ultralytics/yolov5/") for d in demos)
 
 
 def test_registry_excerpt_shows_the_declarations():
