@@ -2,8 +2,8 @@
 
 yolov5 ``eval``s module names in ``models/yolo.py``'s namespace and keeps the channel rules in
 an ``if m in {...}`` chain, so a new block fails twice over: ``NameError`` until it is imported,
-then silently wrong channels until it is added to the chain (reference section 3, failure modes
-1 and 2). Here a block is registered once, with its channel rule, and a YAML is only data.
+then silently wrong channels until it is added to the chain (ultralytics/yolov5 issues #5320, #398
+and #1627 on GitHub). Here a block is registered once, with its channel rule, and a YAML is only data.
 """
 
 from __future__ import annotations
