@@ -1,7 +1,8 @@
 """Student versions of the chapters, and grading of filled-in notebooks.
 
 ``build`` replaces every ``### BEGIN SOLUTION`` … ``### END SOLUTION`` region with a stub
-(the nbgrader convention, without nbgrader's gradebook) and clears outputs. ``grade`` runs
+(the nbgrader convention, without nbgrader's gradebook), drops the cells tagged
+``hidden-in-student`` (a lesson cell that would give an exercise away) and clears outputs. ``grade`` runs
 a notebook in a fresh kernel of this environment with ``COURSE_GRADE_REPORT`` set, so every
 ``course.exercises.check`` call appends its verdict, and turns those lines into a score table.
 
@@ -27,7 +28,7 @@ from pathlib import Path
 import nbformat
 
 __all__ = [
-    "SolutionMarkerError", "strip_solutions", "student_notebook", "build",
+    "SolutionMarkerError", "HIDDEN_TAG", "strip_solutions", "student_notebook", "build",
     "run_notebook", "exercise_ids", "chapter_exercise_ids", "GradeRow", "GradeReport", "grade", "main",
 ]
 
@@ -36,6 +37,7 @@ NOTEBOOKS = ROOT / "notebooks"
 BEGIN, END = "BEGIN SOLUTION", "END SOLUTION"
 _MARKER = re.compile(r"^(?P<indent>\s*)(?:#+|//)\s*(?P<which>BEGIN|END) SOLUTION\s*$")
 _CHECK_CALL = re.compile(r"""\bcheck\(\s*["'](\d+\.\d+[a-z]?)["']""")
+HIDDEN_TAG = "hidden-in-student"
 CODE_STUB = ("# YOUR CODE HERE", "raise NotImplementedError()")
 MARKDOWN_STUB = ("YOUR ANSWER HERE",)
 
@@ -79,10 +81,12 @@ def strip_solutions(source: str, stub: tuple[str, ...] = CODE_STUB, where: str =
 
 
 def student_notebook(nb: nbformat.NotebookNode, name: str = "notebook") -> tuple[nbformat.NotebookNode, int]:
-    """A copy of ``nb`` with solutions stubbed, outputs, execution counts and saved widget state cleared."""
+    """A copy of ``nb`` with solutions stubbed, ``hidden-in-student`` cells removed, and outputs,
+    execution counts and saved widget state cleared. Cell numbers in marker errors are the teacher's."""
     student = copy.deepcopy(nb)
     student.metadata.pop("widgets", None)
     regions = 0
+    kept = []
     for index, cell in enumerate(student.cells):
         where = f"{name}, cell {index}" + (f" (id {cell.get('id')})" if cell.get("id") else "")
         if cell.cell_type == "code":
@@ -94,6 +98,9 @@ def student_notebook(nb: nbformat.NotebookNode, name: str = "notebook") -> tuple
         else:
             n = 0
         regions += n
+        if HIDDEN_TAG not in cell.get("metadata", {}).get("tags", []):
+            kept.append(cell)
+    student.cells = kept
     return student, regions
 
 

@@ -175,3 +175,21 @@ def test_cli_grade_prints_table_and_writes_csv(tmp_path, capsys):
 def test_cli_bad_input_exit_code(tmp_path, capsys):
     assert assignments.main(["grade", str(tmp_path / "missing.ipynb")]) == 2
     assert "path=" in capsys.readouterr().err
+
+
+def test_hidden_in_student_cells_are_dropped_from_the_student_version_only(tmp_path):
+    teacher = nbformat.read(DEMO, as_version=4)
+    answer = new_code_cell("def square(x):\n    return x * x  # the lesson's worked answer",
+                           metadata={"tags": ["hidden-in-student"]})
+    other_tag = new_code_cell("print('tagged, but not hidden')", metadata={"tags": ["raises-exception"]})
+    teacher.cells[1:1] = [answer, other_tag]
+    source = tmp_path / "teacher" / "08_hidden.ipynb"
+    source.parent.mkdir()
+    nbformat.write(teacher, source)
+
+    build([source], tmp_path / "student")
+    student = nbformat.read(tmp_path / "student" / source.name, as_version=4)
+    assert len(student.cells) == len(teacher.cells) - 1
+    assert "the lesson's worked answer" not in "".join(c.source for c in student.cells)
+    assert any(c.source == other_tag.source for c in student.cells)
+    assert nbformat.read(source, as_version=4).cells[1].source == answer.source  # the teacher keeps it

@@ -171,3 +171,44 @@ def test_describe_flops_latency_counts_flipped_pairs():
     rows = [row("a", 100, 5.0), row("b", 200, 4.0), row("c", 300, 9.0)]
     assert "1 of 3 model pairs" in ch05.describe_flops_latency(rows)
     assert "0 of 1" in ch05.describe_flops_latency([row("a", 100, 1.0), row("b", 200, 2.0)])
+
+
+def faster(guideline, a, b):
+    """Exercise 5.4's teacher solution: each guideline as a cost, the smaller runs faster."""
+    def cost(name):
+        if guideline == "G1":
+            c1, c2 = map(int, name.split(":"))
+            return max(c1, c2) / min(c1, c2)
+        if guideline == "G2":
+            return int(name.split("=")[1])
+        if guideline == "G3":
+            return int(name[0]), "parallel" in name
+        return ("ReLU" in name and "no ReLU" not in name) + ("shortcut" in name and "no shortcut" not in name)
+    return min((a, b), key=cost)
+
+
+def test_5_4_teacher_predictor_passes(capsys):
+    check("5.4", faster)
+    assert "passed" in capsys.readouterr().out
+
+
+def test_5_4_pairs_are_the_ones_the_paper_orders_the_same_way_everywhere():
+    from course.exercises.ch05 import consistent_pairs
+
+    assert len(consistent_pairs("G1")) == 6  # Table 1's speeds fall with the ratio in every column
+    g4 = {(f, s) for f, s, _ in consistent_pairs("G4")}
+    assert ("no ReLU, no shortcut", "ReLU + shortcut") in g4
+    # GPU ×1 has "shortcut, no ReLU" faster, GPU ×2 "ReLU, no shortcut": no prediction is asked there
+    assert not {("ReLU, no shortcut", "shortcut, no ReLU"), ("shortcut, no ReLU", "ReLU, no shortcut")} & g4
+
+
+@pytest.mark.parametrize("wrong, message", [
+    (lambda g, a, b: b if faster(g, a, b) == a else a, "Table 1 measures"),  # every guideline reversed
+    (lambda g, a, b: max((a, b), key=lambda n: "parallel" in n) if g == "G3" and a[0] == b[0] else faster(g, a, b),
+     "Table 3 measures '2-fragment-series' faster"),  # parallel fragments taken for faster
+    (lambda g, a, b: a if g == "G4" else faster(g, a, b), "Table 4"),
+    (lambda g, a, b: "both", "return one of the two names"),
+])
+def test_5_4_wrong_predictions_say_which_table_disagrees(wrong, message):
+    with pytest.raises(ExerciseFailed, match=message):
+        check("5.4", wrong)

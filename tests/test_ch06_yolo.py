@@ -65,6 +65,7 @@ def test_trap_demos_catch_named_errors():
         assert d["error"].startswith("ModelConfigError"), d
     assert "layer 9" in demos[0]["error"] and "not an earlier layer" in demos[1]["error"]
     assert "c1=120, c2=232" in demos[2]["error"] and "stride=2" in demos[3]["error"]
+    assert all(d["source"].startswith("https://github.com/ultralytics/yolov5/") for d in demos)
 
 
 def test_registry_excerpt_shows_the_declarations():
@@ -265,3 +266,31 @@ def test_exercise_6_3_both_ways():
 
     with pytest.raises(ExerciseFailed, match="moves up by one"):
         check("6.3", forgets_lists)
+
+
+def test_exercise_6_4_define_and_register_both_ways():
+    from torch import nn
+
+    from course.blocks import DepthwiseSeparableConv
+    from course.yolo import register_module
+
+    class DSStage(nn.Sequential):
+        def __init__(self, c1, c2, n):
+            super().__init__(DepthwiseSeparableConv(c1, c2, 2), *(DepthwiseSeparableConv(c2, c2) for _ in range(n - 1)))
+
+    class AllStride2(nn.Sequential):
+        def __init__(self, c1, c2, n):
+            super().__init__(DepthwiseSeparableConv(c1, c2, 2), *(DepthwiseSeparableConv(c2, c2, 2) for _ in range(n - 1)))
+
+    def todo():
+        raise NotImplementedError()
+
+    with pytest.raises(ExerciseFailed, match="not done yet"):
+        check("6.4", DSStage, todo)
+    with pytest.raises(ExerciseFailed, match="maps to AllStride2"):  # registered another class under the name
+        check("6.4", DSStage, lambda: register_module("DSStage", AllStride2))
+    with pytest.raises(ExerciseFailed, match="channels='scaled'"):
+        check("6.4", DSStage, lambda: register_module("DSStage", DSStage, channels="passthrough"))
+    with pytest.raises(ExerciseFailed, match="output shape"):
+        check("6.4", AllStride2, lambda: register_module("DSStage", AllStride2))
+    check("6.4", DSStage, lambda: register_module("DSStage", DSStage))

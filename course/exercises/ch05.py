@@ -1,4 +1,4 @@
-"""Checks for chapter 05 (ShuffleNet V2): MAC of a 1×1 conv, the stride-1 unit, the best c1:c2."""
+"""Checks for chapter 05 (ShuffleNet V2): MAC of a 1×1 conv, the stride-1 unit, the best c1:c2, the guidelines as predictions."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from ..blocks import ShuffleV2Block
+from ..guidelines import PAPER_TABLES
 from ..measure import count_params, mac_conv1x1, mac_curve
 from . import ExerciseFailed, assert_same_outputs, exercise
 
@@ -82,3 +83,42 @@ def _check_ratio(best_ratio):
             raise ExerciseFailed(f"best_ratio(h={h}, w={w}, flops={flops:g}, ratios={[round(r, 3) for r in ratios]}): "
                                  f"expected {want:g} (MAC {macs.min():,.0f}), got {got!r}")
     return f"{len(cases)} cases: the ratio with the least MAC at fixed FLOPs"
+
+
+def consistent_pairs(guideline: str) -> list[tuple[str, str, list[str]]]:
+    """Pairs of one paper table's variants that the paper measures in the same order on both
+    platforms at every scale (ties allowed, never reversed): (faster, slower, the speeds as text)."""
+    table = PAPER_TABLES[guideline]
+    names = table["variants"]
+    cells = [(hw, scale, speeds) for hw, by_scale in table["speed"].items() for scale, speeds in by_scale.items()]
+    pairs = []
+    for i, a in enumerate(names):
+        for j in range(i + 1, len(names)):
+            diffs = [speeds[i] - speeds[j] for _, _, speeds in cells]
+            if all(d >= 0 for d in diffs) and any(d > 0 for d in diffs):
+                fast, slow, (fi, si) = a, names[j], (i, j)
+            elif all(d <= 0 for d in diffs) and any(d < 0 for d in diffs):
+                fast, slow, (fi, si) = names[j], a, (j, i)
+            else:
+                continue
+            speeds = [f"{'GPU' if hw == 'gpu' else 'ARM'} ×{scale} {s[fi]:g} vs {s[si]:g}" for hw, scale, s in cells]
+            pairs.append((fast, slow, speeds))
+    return pairs
+
+
+@exercise("5.4", "The four guidelines as predictions", points=2)
+def _check_faster(faster):
+    asked = 0
+    for guideline in PAPER_TABLES:
+        table = PAPER_TABLES[guideline]
+        for k, (fast, slow, speeds) in enumerate(consistent_pairs(guideline)):
+            a, b = (fast, slow) if k % 2 else (slow, fast)  # the faster one is not always first
+            got = faster(guideline, a, b)
+            asked += 1
+            if got not in (a, b):
+                raise ExerciseFailed(f"faster({guideline!r}, {a!r}, {b!r}) returned {got!r}: return one of the two names")
+            if got != fast:
+                raise ExerciseFailed(f"faster({guideline!r}, {a!r}, {b!r}) predicted {got!r}, but {table['table']} "
+                                     f"measures {fast!r} faster on both platforms at every scale "
+                                     f"({'; '.join(speeds[:2])}; …) — {table['title']}")
+    return f"{asked} predictions agree with the order the paper measures in Tables 1–4"

@@ -1,15 +1,20 @@
-"""Checks for chapter 06 (YOLOv5 backbone swap): a swapped head, width scaling, renumbering ``from``."""
+"""Checks for chapter 06 (YOLOv5 backbone swap): a swapped head, width scaling, renumbering ``from``,
+defining and registering a backbone stage."""
 
 from __future__ import annotations
 
 import copy
 
+import torch
 import yaml
+from torch import nn
 
+from ..blocks import DepthwiseSeparableConv
 from ..yolo import DetectionModel, ModelConfigError, load_cfg, parse_model
 from ..yolo.cfg_edit import insert_layer, replace_backbone
 from ..yolo.model import detect_levels
-from . import ExerciseFailed, exercise
+from ..yolo.registry import REGISTRY
+from . import ExerciseFailed, assert_same_outputs, exercise
 
 MBV3_BACKBONE = copy.deepcopy(load_cfg("yolov5n-mobilenetv3small.yaml")["backbone"])
 MBV3_TAPS = {4: 3, 6: 8}  # yolov5n's P3 (layer 4) and P4 (layer 6) -> MobileNetV3-Small layers 3 and 8
@@ -121,3 +126,50 @@ def _check_insert(insert):
         if [int(s) for s in model.stride.tolist()] != [8, 16, 32]:
             raise ExerciseFailed(f"{cfg}, inserting at {index}: strides {model.stride.tolist()}, expected [8, 16, 32]")
     return f"{len(cases)} insertions renumbered correctly; every model builds with strides [8, 16, 32]"
+
+
+DS_STAGE = "DSStage"
+DS_BACKBONE = [[-1, 1, "Conv", [16, 3, 2]],        # 0  P1/2
+               [-1, 1, DS_STAGE, [32, 1]],          # 1  P2/4
+               [-1, 1, DS_STAGE, [64, 2]],          # 2  P3/8
+               [-1, 1, DS_STAGE, [128, 3]],         # 3  P4/16
+               [-1, 1, DS_STAGE, [256, 1]]]         # 4  P5/32
+DS_TAPS = {4: 2, 6: 3}
+
+
+def _depthwise(module: nn.Module) -> list[nn.Conv2d]:
+    return [m for m in module.modules() if isinstance(m, nn.Conv2d) and m.groups > 1 and m.groups == m.in_channels]
+
+
+@exercise("6.4", "Define and register a backbone stage", points=2)
+def _check_define_register(stage_cls, register_stage):
+    register_stage()  # the learner's function: a NotImplementedError here reads "not done yet"
+    spec = REGISTRY.get(DS_STAGE)
+    if spec is None or spec.cls is not stage_cls:
+        found = "nothing" if spec is None else spec.cls.__name__
+        raise ExerciseFailed(f"after register_stage(), the YAML name {DS_STAGE!r} maps to {found}: register your class "
+                             f"with course.yolo.register_module({DS_STAGE!r}, {getattr(stage_cls, '__name__', stage_cls)})")
+    if spec.channels != "scaled" or spec.repeat_inside:
+        raise ExerciseFailed(f"registered with channels={spec.channels!r}, repeat_inside={spec.repeat_inside}: a stage "
+                             "changes width, so parse_model must prepend c1 and scale args[0] (channels='scaled', "
+                             "the default), and n is the stage's own argument, not a repeat")
+    torch.manual_seed(0)
+    for c1, c2, n in ((16, 32, 3), (24, 40, 1)):
+        stage = stage_cls(c1, c2, n)
+        ref = nn.Sequential(DepthwiseSeparableConv(c1, c2, 2), *(DepthwiseSeparableConv(c2, c2) for _ in range(n - 1)))
+        dw = _depthwise(stage)
+        if len(dw) != n:
+            raise ExerciseFailed(f"{stage_cls.__name__}({c1}, {c2}, {n}) holds {len(dw)} depthwise convs, expected {n} "
+                                 "(one per DepthwiseSeparableConv)")
+        x = torch.randn(2, c1, 16, 16)
+        assert_same_outputs(stage, ref, x, where=f"{stage_cls.__name__}({c1}, {c2}, {n})",
+                            order="DepthwiseSeparableConv(c1, c2, 2), then n - 1 of DepthwiseSeparableConv(c2, c2)",
+                            hint="only the first unit has stride 2 and changes the width")
+    model = _build(replace_backbone("yolov5n.yaml", DS_BACKBONE, DS_TAPS))
+    strides = [int(s) for s in model.stride.tolist()]
+    if strides != [8, 16, 32]:
+        raise ExerciseFailed(f"YOLOv5n with a {DS_STAGE} backbone sees strides {strides}, expected [8, 16, 32]: "
+                             "each stage must halve the map once")
+    stages = [i for i, m in enumerate(model.model) if isinstance(m, stage_cls)]
+    return (f"registered as {DS_STAGE!r}; layers {stages} of YOLOv5n's new backbone are your stages; strides {strides}; "
+            f"Detect reads {[lv['channels'] for lv in detect_levels(model)]} channels")

@@ -114,7 +114,11 @@ def _error_of(build) -> str:
 
 
 def trap_demos() -> list[dict]:
-    """Build three broken configs and return the error each gives (nothing is raised)."""
+    """Build the four broken configs our parser rejects; return each trap, its public source and the error.
+
+    Nothing is raised. The fifth trap, ``make_divisible`` widening 116 to 120, gives no error (see
+    ``parse_model``'s width rounding).
+    """
     def wrong_from():
         d = load_cfg(DETECTORS["ShuffleNetV2"])
         d["head"][2][0] = [-1, 2]  # P4 concat pointed at the stride-8 stage
@@ -135,11 +139,17 @@ def trap_demos() -> list[dict]:
         d["head"][-1][0] = [17, 20, 23]  # yolov5n's Detect indices, not renumbered
         return DetectionModel(d)
 
+    yolo = "https://github.com/ultralytics/yolov5"
+    repeats = (f"{yolo}/blob/v7.0/models/yolo.py (parse_model builds all n repeats with the same args, so "
+               "YOLOv5-Lite's models/v5Lite-s.yaml gives each stride-2 Shuffle_Block its own row)")
     return [
-        dict(trap="wrong `from` (P4 Concat reads the stride-8 layer 2)", error=_error_of(wrong_from)),
-        dict(trap="`from` not renumbered (Detect keeps yolov5n's [17, 20, 23])", error=_error_of(dangling_from)),
-        dict(trap="channel mismatch (3 stride-1 units asked to go 116 -> 232)", error=_error_of(channel_mismatch)),
-        dict(trap="stride-2 block repeated 4 times", error=_error_of(repeated_stride2)),
+        dict(trap="wrong `from` (P4 Concat reads the stride-8 layer 2)", error=_error_of(wrong_from),
+             source=f"{yolo}/issues/12923, {yolo}/issues/945"),
+        dict(trap="`from` not renumbered (Detect keeps yolov5n's [17, 20, 23])", error=_error_of(dangling_from),
+             source=f"{yolo}/pull/4833 (IndexError at Detect after a backbone stage was removed)"),
+        dict(trap="channel mismatch (3 stride-1 units asked to go 116 -> 232)", error=_error_of(channel_mismatch),
+             source=repeats),
+        dict(trap="stride-2 block repeated 4 times", error=_error_of(repeated_stride2), source=repeats),
     ]
 
 
