@@ -64,6 +64,7 @@ __all__ = [
     "run_guidelines",
     "normalise",
     "paper_speeds",
+    "SCALES",
     "TIMING_NOTES",
     "SCHEMA",
     "compare_with_paper",

@@ -29,7 +29,6 @@ __all__ = [
     "PAPER_SHUFFLE_EFFECT",
     "GROUPS",
     "WidgetHandle",
-    "group_conv_counts",  # re-exported from course.groups: notebook 04 calls ch04.group_conv_counts
     "plot_connectivity",
     "group_conv_widget",
     "plot_group_mixing",

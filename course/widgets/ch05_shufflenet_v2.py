@@ -20,7 +20,7 @@ from .. import guidelines as G
 from ..blocks import ShuffleV1Unit, ShuffleV2Block
 from ..env import pick, quick_mode
 from ..measure import count_flops, count_params, latency, mac_curve, mac_formula
-from ..measure import mac_point  # re-exported: notebook 05 calls ch05.mac_point
+from ..measure import mac_point
 from ..models import build_model, load_torchvision_weights, torchvision_reference
 from ..validate import check_int
 from ..viz import WidgetHandle, show_figure
@@ -41,7 +41,6 @@ __all__ = [
     "format_flops_latency",
     "plot_flops_latency",
     "describe_flops_latency",
-    "mac_point",
     "plot_mac",
     "mac_widget",
     "run_experiments",

@@ -22,13 +22,11 @@ from ..measure import count_flops, count_params
 from ..yolo import DetectionModel, ModelConfigError, load_cfg
 from ..yolo import compare as C
 from ..yolo import export as E
-from ..yolo.cfg_edit import replace_backbone  # re-exported: notebook 06 calls ch06.replace_backbone
-from ..yolo.model import detect_levels  # re-exported: notebook 06 calls ch06.detect_levels
 from ..yolo.registry import REGISTRY
 
 __all__ = [
     "DETECTORS", "REFERENCE_PATH", "WidgetHandle", "cfg_text", "cfg_diff", "cfg_diff_html",
-    "replace_backbone", "detect_levels", "trap_demos", "registry_excerpt",
+    "trap_demos", "registry_excerpt",
     "recipe", "LiveCurves", "train_detectors", "measure_detector", "comparison_entries", "deployment_rows",
     "format_deployment", "load_reference", "reference_entries", "reference_figure", "detection_widget",
 ]
