@@ -25,7 +25,7 @@ import torch
 from course.device import cpu_model, device_name, resolve_device
 from course.env import pick
 from course.measure import count_flops
-from course.widgets.ch06_yolo import DETECTORS, measure_detector, reference_figure
+from course.yolo.benchmark import DETECTORS, best_epoch, measure_detector, reference_figure
 from course.yolo.data import make_shapes
 from course.yolo.export import DecodedOutput
 from course.yolo.train import RECIPES, RUN_KEYS, recipe, shapes_kwargs, train, train_kwargs
@@ -65,7 +65,7 @@ def run_one(name: str, cfg: str, rec: dict, data: Path, project: Path, device: s
                    callbacks=budget_callback(rec["time_budget_s"], log=name),
                    **train_kwargs(rec))
     load_end = os.getloadavg()
-    best = max(result.history, key=lambda r: r["fitness"])
+    best = best_epoch(result)
     return dict(
         name=name, cfg=cfg, **measure(result.best, rec["imgsz"]),
         train_time_s=round(result.wall_time_s, 1), train_images_per_s=round(result.train_images_per_s, 2),

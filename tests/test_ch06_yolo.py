@@ -13,6 +13,7 @@ from course.exercises import ExerciseFailed, check  # noqa: E402
 from course.exercises.ch06 import MBV3_BACKBONE, MBV3_TAPS  # noqa: E402
 from course.widgets import ch06_yolo as ch  # noqa: E402
 from course.yolo import DetectionModel, layer_groups, load_cfg, make_divisible_ceil  # noqa: E402
+from course.yolo import benchmark as B  # noqa: E402
 from course.yolo import cfg_edit  # noqa: E402
 from course.yolo import compare as C  # noqa: E402
 from course.yolo.model import detect_levels  # noqa: E402
@@ -123,23 +124,23 @@ def test_param_groups_plot(shufflenet):
 def test_reference_entries_read_the_benchmark_schema():
     ref = {"meta": {"device": "cpu", "date": "2026-11-28"},
            "models": [{"name": "YOLOv5n", "params": 5, "map50": 0.95, "map": 0.7, "train_time_s": 9}]}
-    e = ch.reference_entries(ref)
+    e = B.reference_entries(ref)
     assert e["YOLOv5n"]["map50"] == 0.95 and e["YOLOv5n"]["train_s"] == 9 and e["YOLOv5n"]["gflops"] is None
-    assert "device: cpu" in ch.reference_meta(ref)
-    assert ch.load_reference("/nonexistent/x.json") is None
+    assert "device: cpu" in B.reference_meta(ref)
+    assert B.load_reference("/nonexistent/x.json") is None
     with pytest.raises(ValueError, match=r"models\[0\] lacks \['map'\]"):
-        ch.reference_entries({"models": [{"name": "x", "params": 1, "map50": 0.9, "train_time_s": 1}]})
+        B.reference_entries({"models": [{"name": "x", "params": 1, "map50": 0.9, "train_time_s": 1}]})
     with pytest.raises(ValueError, match="'models' list"):
-        ch.reference_entries({"rows": []})
+        B.reference_entries({"rows": []})
 
 
 def test_shipped_reference_is_readable():
-    ref = ch.load_reference()
+    ref = B.load_reference()
     if ref is None:
         pytest.skip("no reference run recorded")
-    rows = C.comparison_rows(ch.reference_entries(ref))
+    rows = C.comparison_rows(B.reference_entries(ref))
     assert {r["name"] for r in rows} == {m["name"] for m in ref["models"]}
-    fig = ch.reference_figure(ref)
+    fig = B.reference_figure(ref)
     for line, m in zip(fig.axes[1].lines, ref["models"]):
         assert list(line.get_ydata()) == [r["map50"] for r in m["history"]]
     assert fig._suptitle.get_text().startswith("REFERENCE")
