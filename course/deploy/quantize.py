@@ -25,7 +25,7 @@ import numpy as np
 import onnx
 import torch
 
-__all__ = ["CALIBRATION_METHODS", "CalibrationBatches", "quantize_int8", "file_size_mb"]
+__all__ = ["CALIBRATION_METHODS", "CalibrationBatches", "depthwise_conv_nodes", "quantize_int8", "file_size_mb"]
 
 CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
 _ONNX_TO_NUMPY = {onnx.TensorProto.FLOAT: np.float32}
@@ -103,12 +103,29 @@ def _reader_class():
     return type("CalibrationReader", (CalibrationBatches, CalibrationDataReader), {})
 
 
+def depthwise_conv_nodes(model_path) -> list[str]:
+    """Names of the ONNX graph's depthwise Conv nodes (one input channel per group)."""
+    graph = onnx.load(str(model_path), load_external_data=False).graph
+    weights = {init.name: tuple(init.dims) for init in graph.initializer}
+    nodes = []
+    for node in graph.node:
+        group = next((a.i for a in node.attribute if a.name == "group"), 1)
+        shape = weights.get(node.input[1]) if node.op_type == "Conv" and len(node.input) > 1 else None
+        if group > 1 and shape is not None and shape[1] == 1:
+            nodes.append(node.name)
+    return nodes
+
+
 def quantize_int8(model_path, output_path, calibration: Iterable, per_channel: bool = True,
-                  method: str = "minmax", max_batches: int | None = None) -> Path:
+                  method: str = "minmax", max_batches: int | None = None, activation_bits: int = 8,
+                  depthwise_only: bool = False) -> Path:
     """Write an int8 (QDQ; uint8 activations, int8 weights) copy of the fp32 ONNX model; return its path.
 
     ``calibration`` is any iterable of input batches (a DataLoader of ``(images, labels)`` works);
-    ``max_batches`` caps how many are used. All arguments are checked before calibration starts.
+    ``max_batches`` caps how many are used. ``activation_bits=16`` keeps the weights int8 but
+    quantizes activations to uint16, and ``depthwise_only=True`` quantizes only the depthwise
+    convs: experiments that isolate one source of error, not deployment formats. All arguments
+    are checked before calibration starts.
     """
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
@@ -117,18 +134,24 @@ def quantize_int8(model_path, output_path, calibration: Iterable, per_channel: b
         raise ValueError(f"model_path {str(model_path)!r} is not an ONNX file; export one first")
     if method not in CALIBRATION_METHODS:
         raise ValueError(f"method must be one of {list(CALIBRATION_METHODS)}, got {method!r}")
-    if not isinstance(per_channel, bool):
-        raise ValueError(f"per_channel must be True or False, got {per_channel!r}")
+    for flag, value in (("per_channel", per_channel), ("depthwise_only", depthwise_only)):
+        if not isinstance(value, bool):
+            raise ValueError(f"{flag} must be True or False, got {value!r}")
     if max_batches is not None and (isinstance(max_batches, bool) or not isinstance(max_batches, int)
                                     or max_batches < 1):
         raise ValueError(f"max_batches must be None or an int >= 1, got {max_batches!r}")
+    if activation_bits not in (8, 16) or isinstance(activation_bits, bool):
+        raise ValueError(f"activation_bits must be 8 or 16, got {activation_bits!r}")
     if output_path.resolve() == model_path.resolve():
         raise ValueError("output_path must differ from model_path: the fp32 model is the reference")
     checked = CalibrationBatches.check(model_path, calibration, max_batches)
+    nodes = depthwise_conv_nodes(model_path) if depthwise_only else None
+    if depthwise_only and not nodes:
+        raise ValueError(f"depthwise_only=True but {model_path.name} has no depthwise Conv nodes")
     reader = _reader_class()(checked.input_name, checked.arrays)
     output_path.parent.mkdir(parents=True, exist_ok=True)
     quantize_static(str(model_path), str(output_path), reader, quant_format=QuantFormat.QDQ,
-                    per_channel=per_channel, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                    per_channel=per_channel, nodes_to_quantize=nodes, activation_type=QuantType.QUInt8 if activation_bits == 8 else QuantType.QUInt16, weight_type=QuantType.QInt8,
                     calibrate_method={"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
                                       "percentile": CalibrationMethod.Percentile}[method])
     return output_path
