@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import torch
 
-__all__ = ["Top1", "evaluate_top1", "agreement"]
+__all__ = ["Top1", "agreement", "evaluate_top1"]
 
 
 @dataclass

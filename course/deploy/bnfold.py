@@ -18,7 +18,7 @@ import copy
 import torch
 from torch import nn
 
-__all__ = ["fuse_conv_bn", "fold_batchnorm", "count_batchnorms"]
+__all__ = ["count_batchnorms", "fold_batchnorm", "fuse_conv_bn"]
 
 
 def fuse_conv_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:

@@ -26,8 +26,16 @@ import torch
 from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
-__all__ = ["MIN_OPSET", "UnsupportedOpError", "OnnxCheck", "export_onnx", "onnx_session", "onnx_runner",
-           "check_onnx", "find_op_callers"]
+__all__ = [
+    "MIN_OPSET",
+    "OnnxCheck",
+    "UnsupportedOpError",
+    "check_onnx",
+    "export_onnx",
+    "find_op_callers",
+    "onnx_runner",
+    "onnx_session",
+]
 
 MIN_OPSET = 17
 _OP_PATTERNS = (re.compile(r"operator '(?:\w+)::(\w+)'"), re.compile(r"OpOverload\(op='\w+\.(\w+)'"))

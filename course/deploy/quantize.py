@@ -25,7 +25,7 @@ import numpy as np
 import onnx
 import torch
 
-__all__ = ["CALIBRATION_METHODS", "CalibrationBatches", "depthwise_conv_nodes", "quantize_int8", "file_size_mb"]
+__all__ = ["CALIBRATION_METHODS", "CalibrationBatches", "depthwise_conv_nodes", "file_size_mb", "quantize_int8"]
 
 CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
 _ONNX_TO_NUMPY = {onnx.TensorProto.FLOAT: np.float32}
@@ -127,7 +127,12 @@ def quantize_int8(model_path, output_path, calibration: Iterable, per_channel: b
     convs: experiments that isolate one source of error, not deployment formats. All arguments
     are checked before calibration starts.
     """
-    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization import (
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
 
     model_path, output_path = Path(model_path), Path(output_path)
     if not model_path.is_file():

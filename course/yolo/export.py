@@ -19,8 +19,16 @@ from course.deploy.onnx_export import check_onnx as _check_onnx
 from course.deploy.onnx_export import export_onnx as _export_onnx
 from course.measure import LatencyResult, latency
 
-__all__ = ["MIN_OPSET", "DecodedOutput", "OnnxCheck", "export_onnx", "onnx_session", "check_onnx", "onnx_latency",
-           "torch_latency"]
+__all__ = [
+    "MIN_OPSET",
+    "DecodedOutput",
+    "OnnxCheck",
+    "check_onnx",
+    "export_onnx",
+    "onnx_latency",
+    "onnx_session",
+    "torch_latency",
+]
 
 
 class DecodedOutput(nn.Module):

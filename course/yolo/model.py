@@ -19,7 +19,7 @@ import torch
 import yaml
 from torch import nn
 
-from course.deploy.bnfold import fuse_conv_bn as fuse_conv_and_bn  # the course's one BN-folding formula
+from course.deploy.bnfold import fuse_conv_bn as fuse_conv_and_bn
 
 from . import backbones  # noqa: F401  (registers the backbone-swap blocks)
 from .common import Conv, Detect
