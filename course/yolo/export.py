@@ -8,24 +8,28 @@ batch and thread count for both runtimes, so the two numbers can be set side by 
 
 from __future__ import annotations
 
-import contextlib
-import io
-import logging
-import warnings
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
+from course.deploy.onnx_export import MIN_OPSET, OnnxCheck, onnx_session
+from course.deploy.onnx_export import check_onnx as _check_onnx
+from course.deploy.onnx_export import export_onnx as _export_onnx
 from course.measure import LatencyResult, latency
 from course.validate import check_int
 
-__all__ = ["MIN_OPSET", "DecodedOutput", "OnnxCheck", "export_onnx", "onnx_session", "check_onnx", "onnx_latency",
-           "torch_latency"]
-
-MIN_OPSET = 17
+__all__ = [
+    "MIN_OPSET",
+    "DecodedOutput",
+    "OnnxCheck",
+    "check_onnx",
+    "export_onnx",
+    "onnx_latency",
+    "onnx_session",
+    "torch_latency",
+]
 
 
 class DecodedOutput(nn.Module):
@@ -55,52 +59,9 @@ def export_onnx(model: nn.Module, path, imgsz: int = 320, batch: int = 1, opset:
     check_int("opset", opset, low=MIN_OPSET)
     check_int("batch", batch)
     check_int("imgsz", imgsz, low=32, multiple=_stride(model))
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    was_training = model.training
-    wrapped = DecodedOutput(model).eval()
     x = torch.zeros(batch, 3, imgsz, imgsz, device=next(model.parameters()).device)
-    try:
-        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
-            warnings.simplefilter("ignore")
-            for name in ("torch.onnx", "onnxscript", "torch.export"):
-                logging.getLogger(name).setLevel(logging.ERROR)
-            torch.onnx.export(wrapped, (x,), str(path), opset_version=opset, dynamo=dynamo,
-                              input_names=["images"], output_names=["output"], verbose=False)
-    finally:
-        model.train(was_training)
-    return path
-
-
-def onnx_session(path, threads: int | None = None):
-    """An ONNX Runtime CPU session using ``threads`` intra-op threads (default: torch's count)."""
-    import onnxruntime as ort
-
-    path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"path {str(path)!r} is not an ONNX file; write one with export_onnx first")
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads or torch.get_num_threads()
-    options.inter_op_num_threads = 1
-    options.log_severity_level = 3
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-
-
-@dataclass
-class OnnxCheck:
-    """PyTorch vs ONNX Runtime on one input: largest differences and whether they are within tolerance."""
-
-    max_abs_diff: float
-    max_rel_diff: float
-    output_shape: tuple
-    atol: float
-    rtol: float
-    ok: bool
-
-    def __str__(self) -> str:
-        verdict = "equal within tolerance" if self.ok else "DIFFERENT"
-        return (f"ONNX Runtime vs PyTorch: output {self.output_shape}, max |diff| {self.max_abs_diff:.2e}, "
-                f"max rel diff {self.max_rel_diff:.2e} (atol {self.atol:g}, rtol {self.rtol:g}): {verdict}")
+    return _export_onnx(DecodedOutput(model), path, x, opset=opset, dynamo=dynamo, dynamic_batch=False,
+                        input_name="images", output_name="output")
 
 
 @torch.no_grad()
@@ -116,16 +77,7 @@ def check_onnx(model: nn.Module, session, x: torch.Tensor | None = None, imgsz: 
         x = torch.rand(1, 3, imgsz, imgsz, generator=g)
     if not isinstance(x, torch.Tensor) or x.ndim != 4:
         raise ValueError(f"x must be a (batch, 3, H, W) tensor, got {getattr(x, 'shape', type(x).__name__)}")
-    was_training = model.training
-    ref = DecodedOutput(model).eval()(x.to(next(model.parameters()).device)).float().cpu().numpy()
-    model.train(was_training)
-    got = session.run(None, {session.get_inputs()[0].name: x.cpu().numpy().astype(np.float32)})[0]
-    if got.shape != ref.shape:
-        return OnnxCheck(float("inf"), float("inf"), tuple(got.shape), atol, rtol, False)
-    diff = np.abs(got - ref)
-    rel = diff / np.maximum(np.abs(ref), 1e-6)
-    ok = bool(np.all(diff <= atol + rtol * np.abs(ref)))
-    return OnnxCheck(float(diff.max()), float(rel.max()), tuple(got.shape), atol, rtol, ok)
+    return _check_onnx(DecodedOutput(model), session, x, atol=atol, rtol=rtol)
 
 
 def onnx_latency(session, imgsz: int = 320, batch: int = 1, min_run_time: float | None = None) -> LatencyResult:

@@ -19,6 +19,8 @@ import torch
 import yaml
 from torch import nn
 
+from course.deploy.bnfold import fuse_conv_bn as fuse_conv_and_bn
+
 from . import backbones  # noqa: F401  (registers the backbone-swap blocks)
 from .common import Conv, Detect
 from .registry import ModelConfigError, lookup
@@ -215,18 +217,6 @@ def parse_model(d: dict, ch: int = 3) -> tuple[nn.Sequential, list[int]]:
                 chs = []
             chs.append(c2)
     return nn.Sequential(*layers), sorted(set(save))
-
-
-def fuse_conv_and_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
-    """Fold an inference-mode BatchNorm into the conv before it: W' = W*g/s, b' = (b - mu)*g/s + beta."""
-    fused = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
-                      conv.dilation, conv.groups, bias=True).to(conv.weight.device)
-    scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
-    bias = conv.bias if conv.bias is not None else torch.zeros_like(bn.running_mean)
-    with torch.no_grad():
-        fused.weight.copy_(conv.weight * scale.view(-1, 1, 1, 1))
-        fused.bias.copy_((bias - bn.running_mean) * scale + bn.bias)
-    return fused.requires_grad_(False)
 
 
 class DetectionModel(nn.Module):
