@@ -26,6 +26,8 @@ import torch
 from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
+from ..validate import check_int
+
 __all__ = [
     "MIN_OPSET",
     "OnnxCheck",
@@ -98,11 +100,6 @@ def _eval_mode(model: nn.Module):
             m.training = training
 
 
-def _check_int(name: str, value, low: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
-
-
 def export_onnx(model: nn.Module, path, example: torch.Tensor, opset: int = 18, dynamo: bool = False,
                 dynamic_batch: bool = True, input_name: str = "input", output_name: str = "output") -> Path:
     """Write ``model`` in eval mode as an ONNX file checked by ``onnx.checker``; return its path.
@@ -110,7 +107,7 @@ def export_onnx(model: nn.Module, path, example: torch.Tensor, opset: int = 18, 
     ``example`` fixes every input dimension but (with ``dynamic_batch``) the first, so one file
     serves batch 1 and batch 8. The model's own mode is restored afterwards.
     """
-    _check_int("opset", opset, MIN_OPSET)
+    check_int("opset", opset, low=MIN_OPSET)
     if not isinstance(example, torch.Tensor) or example.ndim < 1:
         raise ValueError(f"example must be a tensor with a batch dimension, got {getattr(example, 'shape', example)!r}")
     path = Path(path)
@@ -153,7 +150,7 @@ def onnx_session(path, threads: int | None = None):
     if not path.is_file():
         raise ValueError(f"path {str(path)!r} is not an ONNX file; write one with export_onnx first")
     if threads is not None:
-        _check_int("threads", threads, 1)
+        check_int("threads", threads)
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads or torch.get_num_threads()
     options.inter_op_num_threads = 1
