@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from ..env import pick
-from ..viz import WidgetHandle, show_figure
+from ..viz import WidgetHandle, live_output, show_figure
 from ..measure import conv_cost, count_flops, flops_by_module, latency
 from ..models import MobileNetV1
 
@@ -313,7 +313,7 @@ def cost_widget(kernel: int = 3, in_channels: int = 256, out_channels: int = 256
                            "pointwise": c["pointwise"]["mult_adds"] / 1e6}
         show_figure(fig)
 
-    out = W.interactive_output(update, controls)
+    out = live_output(update, controls)
     box = W.VBox([W.HBox([controls["kernel"], controls["size"]]),
                   W.HBox([controls["in_channels"], controls["out_channels"]]), controls["verify"], out])
     return WidgetHandle(box, controls, state)
@@ -355,5 +355,5 @@ def multiplier_widget(alpha: float = 1.0, resolution: int = 224, measure: bool =
             state["latency"] = r
             print(f"latency: {r}")
 
-    out = W.interactive_output(update, controls)
+    out = live_output(update, controls)
     return WidgetHandle(W.VBox([W.HBox(list(controls.values())), out]), controls, state)

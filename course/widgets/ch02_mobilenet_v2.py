@@ -9,7 +9,7 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import numpy as np
 
-from ..viz import WidgetHandle, show_figure
+from ..viz import WidgetHandle, live_output, show_figure
 
 __all__ = [
     "PAPER_V2",
@@ -104,7 +104,7 @@ def manifold_widget(n: int = 2, seed: int = 0) -> WidgetHandle:
         fig.tight_layout()
         show_figure(fig)
 
-    out = W.interactive_output(update, controls)
+    out = live_output(update, controls)
     return WidgetHandle(W.VBox([W.HBox(list(controls.values())), out]), controls, state)
 
 
@@ -179,7 +179,7 @@ def block_widget(channels: int = 24, t: int = 6, size: int = 56, stride: int = 1
               f"{inv[0]['kB_16bit']:.0f} kB (inverted) vs {cls[0]['kB_16bit']:.0f} kB (classic), 16-bit")
         show_figure(plot_block_tensors(inv, cls))
 
-    out = W.interactive_output(update, controls)
+    out = live_output(update, controls)
     return WidgetHandle(W.VBox([W.HBox([controls["t"], controls["channels"]]),
                                 W.HBox([controls["size"], controls["stride"]]), out]), controls, state)
 

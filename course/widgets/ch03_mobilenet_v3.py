@@ -29,7 +29,7 @@ from ..models import (
     load_torchvision_weights,
     torchvision_reference,
 )
-from ..viz import WidgetHandle, show_figure
+from ..viz import WidgetHandle, live_output, show_figure
 
 __all__ = [
     "PAPER",
@@ -95,7 +95,7 @@ def _live(controls: dict[str, widgets.Widget], render: Callable[..., dict]) -> W
         handle._state.clear()
         handle._state.update(state)
 
-    out = widgets.interactive_output(update, controls)
+    out = live_output(update, controls)
     handle.widget.children = (widgets.HBox(list(controls.values())), out)
     return handle
 

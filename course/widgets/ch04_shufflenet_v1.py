@@ -17,7 +17,7 @@ from torch import nn
 
 from ..blocks import ChannelShuffle, channel_shuffle
 from ..env import pick
-from ..viz import WidgetHandle, show_figure
+from ..viz import WidgetHandle, live_output, show_figure
 from ..measure import conv_cost, count_flops, count_params, latency
 from ..models import ShuffleNetV1, load_torchvision_weights
 
@@ -195,7 +195,7 @@ def group_conv_widget(channels: int = 12, groups: int = 3, layer_channels: int =
               f"{counts['dense_mult_adds'] / 1e6:.2f} M) → {counts['reduction']:.0f}× fewer")
         show_figure(fig)
 
-    out = W.interactive_output(update, controls)
+    out = live_output(update, controls)
     return WidgetHandle(W.VBox([controls["groups"], out]), controls, state)
 
 
@@ -235,7 +235,7 @@ def mixing_widget(groups: int = 3, channels_per_group: int = 4, depth: int = 2) 
               f"sees at least {seen[False]} input group(s) without shuffle, {seen[True]} with shuffle.")
         show_figure(fig)
 
-    out = W.interactive_output(update, controls)
+    out = live_output(update, controls)
     return WidgetHandle(W.VBox([W.HBox(list(controls.values())), out]), controls, state)
 
 
@@ -289,7 +289,7 @@ def shuffle_widget(channels: int = 12, groups: int = 3) -> WidgetHandle:
         print(f"new order of the {channels} channels: {state['order']}")
         show_figure(fig)
 
-    out = W.interactive_output(update, controls)
+    out = live_output(update, controls)
     return WidgetHandle(W.VBox([W.HBox(list(controls.values())), out]), controls, state)
 
 
