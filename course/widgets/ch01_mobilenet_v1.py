@@ -300,13 +300,19 @@ def cost_widget(kernel: int = 3, in_channels: int = 256, out_channels: int = 256
                          f"{_fmt(fv['separable']['mult_adds'])} mult-adds -> "
                          + ("formula and fvcore agree" if agree else "MISMATCH with the formula"))
         print("\n".join(lines))
-        fig, ax = plt.subplots(figsize=(6, 2.4))
-        ax.barh(["standard"], [c["standard"]["mult_adds"] / 1e6], color="tab:red")
+        fig, ax = plt.subplots(figsize=(7.5, 2.4))
+        ax.barh(["standard"], [c["standard"]["mult_adds"] / 1e6], color="tab:red",
+                label=f"standard {kernel}×{kernel} conv")
         ax.barh(["separable"], [c["depthwise"]["mult_adds"] / 1e6], color="tab:blue", label="depthwise")
         ax.barh(["separable"], [c["pointwise"]["mult_adds"] / 1e6], left=[c["depthwise"]["mult_adds"] / 1e6],
                 color="tab:cyan", label="pointwise 1×1")
+        std_m, dw_m, pw_m = (c[k]["mult_adds"] / 1e6 for k in ("standard", "depthwise", "pointwise"))
+        # the depthwise part is often too thin to see: the numbers say it
+        ax.text(std_m, 0, f" {std_m:,.1f} M", va="center", fontsize=8)
+        ax.text(dw_m + pw_m, 1, f" {dw_m + pw_m:,.1f} M = {dw_m:,.1f} + {pw_m:,.1f}", va="center", fontsize=8)
+        ax.set_xlim(0, 1.35 * max(std_m, dw_m + pw_m))
         ax.set_xlabel("million mult-adds")
-        ax.legend(loc="lower right", fontsize=8)
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)  # beside, not on, the bars
         fig.tight_layout()
         state["bars_M"] = {"standard": c["standard"]["mult_adds"] / 1e6,
                            "depthwise": c["depthwise"]["mult_adds"] / 1e6,
