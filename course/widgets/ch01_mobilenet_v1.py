@@ -289,8 +289,10 @@ def cost_widget(kernel: int = 3, in_channels: int = 256, out_channels: int = 256
         lines = [f"{'':12s}{'params':>14s}{'mult-adds':>16s}"]
         for key in ("standard", "depthwise", "pointwise", "separable"):
             lines.append(f"{key:12s}{_fmt(c[key]['params']):>14s}{_fmt(c[key]['mult_adds']):>16s}")
+        saving = (f"{1 / c['ratio']:.1f}× less computation" if c["ratio"] < 1
+                  else f"{c['ratio']:.4f}× the computation: a 1×1 kernel has nothing spatial to factor out")
         lines.append(f"separable / standard = {c['ratio']:.4f}  (1/N + 1/D_K² = {c['ratio_formula']:.4f}, "
-                     f"i.e. {1 / c['ratio']:.1f}× less computation)")
+                     f"i.e. {saving})")
         if verify:
             fv = fvcore_cost(kernel, in_channels, out_channels, size)
             state["fvcore"] = fv

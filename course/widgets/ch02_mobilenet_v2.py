@@ -151,6 +151,7 @@ def plot_block_tensors(inverted: list[dict], classic: list[dict]):
         ax.set_xticks(range(len(rows)), [r["layer"] for r in rows], fontsize=7, rotation=15)
         ax.set_title(title, fontsize=9)
     axes[0].set_ylabel("channels")
+    axes[0].set_ylim(0, 1.15 * max(r["channels"] for r in classic + inverted))  # room for the kB labels
     fig.tight_layout()
     return fig
 

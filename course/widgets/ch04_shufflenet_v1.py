@@ -382,7 +382,8 @@ def plot_v1_table(rows: list[dict]):
     ax.bar(xs + 0.2, [r["paper_mflops"] for r in rows], 0.4, label="paper, Table 1")
     ax.set_xticks(xs, [f"g={g}" for g in gs])
     ax.set_ylabel("million mult-adds")
-    ax.legend(fontsize=8)
+    ax.set_ylim(0, 1.3 * max(max(r["mflops"], r["paper_mflops"]) for r in rows))  # the legend sits above the bars
+    ax.legend(fontsize=8, loc="upper center", ncol=2)
     if timed:
         lat = [r["latency"] for r in rows]
         axes[0, 1].bar(xs, [t.median_ms for t in lat], yerr=[t.iqr_ms / 2 for t in lat], color="tab:green")
