@@ -119,19 +119,26 @@ def test_notebook_runs_and_widgets_respond(page, lab, path):
         assert interactions, f"no slider, dropdown or toggle buttons to move in {len(cells)} widget cells"
         stuck = [f"{i.kind} in cell {i.cell}" for i in interactions if not i.changed]
         assert not stuck, f"output did not change after moving: {', '.join(stuck)}"
+        undrawn = [f"{i.kind} in cell {i.cell}: {p}" for i in interactions for p in i.figure_problems]
+        assert not undrawn, "widget figures not drawn:\n" + "\n".join(undrawn)
         assert not nbk.error_outputs(page), f"moving a widget raised: {nbk.error_outputs(page)}"
     finally:
         _screenshot(page, path.stem)
 
 
-def test_detectors_flag_a_dead_slider_and_an_error(page, lab):
-    """The checks above can fail: a slider driving nothing and a raising cell are reported."""
+def test_detectors_flag_a_dead_slider_a_blank_redraw_and_an_error(page, lab):
+    """The checks above can fail: a slider driving nothing, a figure that comes back blank after
+    an update while its text changes, and a raising cell are reported."""
     nbk.open_notebook(page, lab.url(BROKEN.relative_to(ROOT).as_posix(), workspace=BROKEN.stem))
     nbk.restart_and_run_all(page)
     nbk.wait_until_idle(page, RUN_TIMEOUT_S)
     errors = nbk.error_outputs(page)
     assert [e["cell"] for e in errors] == [2] and "RuntimeError: deliberate failure" in errors[0]["text"]
     assert nbk.widget_fallbacks(page) == []
-    (cell,) = nbk.widget_cells(page)
-    interaction = nbk.interact(page, cell, timeout_s=3)
+    dead, blanking = nbk.widget_cells(page)
+    interaction = nbk.interact(page, dead, timeout_s=3)
     assert (interaction.kind, interaction.cell, interaction.changed) == ("slider", 1, False)
+    interaction = nbk.interact(page, blanking, timeout_s=INTERACTION_TIMEOUT_S)
+    assert (interaction.kind, interaction.cell, interaction.changed) == ("slider", 3, True)
+    assert len(interaction.figures_before) == 1 and interaction.figures_before[0]["ink"] > nbk.MIN_INK
+    assert [p.split(" (")[0] for p in interaction.figure_problems] == ["figure 0 is blank after the update"]

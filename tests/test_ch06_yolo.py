@@ -218,7 +218,41 @@ def test_plot_samples_draws_every_label_and_names_the_file(viewer):
 # ---- exercises, both ways
 
 def _swap_solution():
-    return cfg_edit.replace_backbone("yolov5n.yaml", MBV3_BACKBONE, MBV3_TAPS)
+    """Exercise 6.1 solved by hand, not with the checker's replace_backbone: YOLOv5n's head with its
+    widths (x 0.25) and depths (3 x 0.33 -> 1) written out, every absolute `from` renumbered for
+    the 12-row backbone (P4 tap 6 -> 8, P3 tap 4 -> 3, head rows +2)."""
+    head = [[-1, 1, "Conv", [128, 1, 1]],
+            [-1, 1, "nn.Upsample", [None, 2, "nearest"]],
+            [[-1, 8], 1, "Concat", [1]],
+            [-1, 1, "C3", [128, False]],  # 15
+            [-1, 1, "Conv", [64, 1, 1]],
+            [-1, 1, "nn.Upsample", [None, 2, "nearest"]],
+            [[-1, 3], 1, "Concat", [1]],
+            [-1, 1, "C3", [64, False]],  # 19, P3
+            [-1, 1, "Conv", [64, 3, 2]],
+            [[-1, 16], 1, "Concat", [1]],
+            [-1, 1, "C3", [128, False]],  # 22, P4
+            [-1, 1, "Conv", [128, 3, 2]],
+            [[-1, 12], 1, "Concat", [1]],
+            [-1, 1, "C3", [256, False]],  # 25, P5
+            [[19, 22, 25], 1, "Detect", ["nc", "anchors"]]]
+    return {"nc": 80, "depth_multiple": 1.0, "width_multiple": 1.0,
+            "anchors": [[10, 13, 16, 30, 33, 23], [30, 61, 62, 45, 59, 119], [116, 90, 156, 198, 373, 326]],
+            "backbone": copy.deepcopy(MBV3_BACKBONE), "head": head}
+
+
+def _insert_solution(cfg, index, row):
+    """Exercise 6.3 solved independently of the checker's insert_layer."""
+    def renumber(f):
+        return [renumber(j) for j in f] if isinstance(f, list) else (f + 1 if f >= index else f)
+
+    new = copy.deepcopy(cfg)
+    for part in ("backbone", "head"):
+        new[part] = [[renumber(f), n, m, args] for f, n, m, args in new[part]]
+    nb = len(new["backbone"])
+    part, at = ("backbone", index) if index < nb else ("head", index - nb)
+    new[part].insert(at, list(row))
+    return new
 
 
 def test_exercise_6_1_passes_and_fails_helpfully():
@@ -256,7 +290,7 @@ def test_exercise_6_2_both_ways():
 
 
 def test_exercise_6_3_both_ways():
-    check("6.3", cfg_edit.insert_layer)
+    check("6.3", _insert_solution)
 
     def forgets_lists(cfg, index, row):
         rows = cfg["backbone"] + cfg["head"]

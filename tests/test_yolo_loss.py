@@ -1,14 +1,15 @@
 """course.yolo loss: CIoU, target assignment, loss parts, hyperparameter scaling.
 
-Reference: /work/shared/reference/yolov5.md section 1.4 (ultralytics/yolov5 utils/loss.py).
+Reference: ultralytics/yolov5 utils/loss.py (v7.0).
 """
 
 import itertools
+import math
 
 import pytest
 import torch
 import torch.nn.functional as F
-from torchvision.ops import complete_box_iou, distance_box_iou, generalized_box_iou
+from torchvision.ops import complete_box_iou, distance_box_iou, generalized_box_iou, sigmoid_focal_loss
 
 from course.yolo import ComputeLoss, DetectionModel, bbox_iou, default_hyp, load_hyp, scale_hyp
 from course.yolo.loss import bce_loss, smooth_bce
@@ -49,8 +50,8 @@ def empty_preds(model, bs=2, size=128):
 
 
 def naive_assign(anchors, shapes, targets, anchor_t=4.0):
-    """Set of (level, image, anchor, gy, gx, cls) positives, one target and one candidate cell at a time."""
-    out = set()
+    """Sorted list of (level, image, anchor, gy, gx, cls) positives, one target and one candidate cell at a time."""
+    out = []
     for level, (anc, (ny, nx)) in enumerate(zip(anchors, shapes)):
         for img, cls, x, y, w, h in targets.tolist():
             gx, gy, gw, gh = x * nx, y * ny, w * nx, h * ny
@@ -66,8 +67,8 @@ def naive_assign(anchors, shapes, targets, anchor_t=4.0):
                     cells.append((int(gx + 0.5), int(gy)))
                 if (ny - gy) % 1 < 0.5 and ny - gy > 1:
                     cells.append((int(gx), int(gy + 0.5)))
-                out.update((level, int(img), a, cy, cx, int(cls)) for cx, cy in cells)
-    return out
+                out += [(level, int(img), a, cy, cx, int(cls)) for cx, cy in cells]
+    return sorted(out)
 
 
 def assigned(loss_fn, preds, targets):
@@ -96,11 +97,16 @@ def test_build_targets_hand_made_case(model):
 def test_build_targets_border_and_ratio_filter(model):
     loss_fn = ComputeLoss(model)
     preds = empty_preds(model, bs=1, size=128)
-    # x in the first cell: no left neighbour; 100x100 px is > 4x every P3 anchor
-    target = torch.tensor([[0, 0, 0.3 / 16, 0.5, 100 / 128, 100 / 128]])
+    # 100x100 px at x = 2.34 px, y = 67.2 px of a 128-px image. P3 (stride 8) anchors are at most
+    # 33 px wide: 100/33 > 4, no match. P4 (stride 16): x = 0.15 cell, y = 4.2 cells; all three
+    # anchors within 4x (100/30 = 3.3 is the largest ratio); y's fraction 0.2 < 0.5 adds the cell
+    # above (3), x's fraction adds nothing: there is no cell left of 0 (a neighbour clamped to 0
+    # would repeat cell 0). P5 (stride 32): x = 0.075, y = 2.1 -> cell 2 and the one above, 1;
+    # 373/100 = 3.7 < 4, so all three anchors.
+    target = torch.tensor([[0, 0, 0.3 / 16, 4.2 / 8, 100 / 128, 100 / 128]])
     rows, _ = assigned(loss_fn, preds, target)
-    assert not [r for r in rows if r[0] == 0]
-    assert all(gx >= 0 for *_, gx, _c in rows)
+    expected = [(level, 0, a, gy, 0, 0) for level, cells in ((1, (4, 3)), (2, (2, 1))) for a in range(3) for gy in cells]
+    assert sorted(rows) == sorted(expected)
 
 
 def test_build_targets_matches_a_naive_loop(model):
@@ -114,17 +120,34 @@ def test_build_targets_matches_a_naive_loop(model):
     rows, _ = assigned(loss_fn, preds, targets)
     det = model.model[-1]
     expected = naive_assign(det.anchors, [p.shape[2:4] for p in preds], targets)
-    assert set(rows) == expected
-    assert len(rows) >= len(expected)  # duplicates possible only when two targets share a cell
+    assert sorted(rows) == expected  # with multiplicity: two targets in one cell give two positives
+    assert len(expected) > len(set(expected))  # ... and this case has such a pair
 
 
-def test_loss_parts_and_batch_scaling(model):
-    preds = empty_preds(model, bs=2)
-    targets = torch.tensor([[0, 1, 0.5, 0.5, 0.2, 0.3], [1, 2, 0.3, 0.6, 0.05, 0.1]])
-    loss, items = ComputeLoss(model)(preds, targets)
-    assert loss.shape == (1,) and items.shape == (3,)
-    assert torch.all(items > 0)
-    assert loss.item() == pytest.approx(items.sum().item() * 2, rel=1e-6)
+def test_one_target_total_loss_by_hand():
+    """Every part of the loss for one target, worked out by hand (hyp.scratch-low gains, unscaled)."""
+    # P3 anchor 0 is 10x13 px; every other anchor is >= 4.5x the 20x26 px target: one anchor matches
+    anchors = [[10, 13, 90, 117, 300, 390], [100, 130, 200, 260, 400, 520], [100, 130, 300, 390, 500, 650]]
+    model = DetectionModel("yolov5n.yaml", nc=2, anchors=anchors)
+    preds = empty_preds(model, bs=2, size=128)  # P3 16x16, P4 8x8, P5 4x4; image 1 has no target
+    # class 1 centred in P3 cell (gx 4, gy 7): fractions 0.5, so no neighbour cell is added
+    target = torch.tensor([[0, 1, 4.5 * 8 / 128, 7.5 * 8 / 128, 20 / 128, 26 / 128]])
+    preds[0][0, 0, 7, 4, 4] = math.log(3)  # objectness logit: sigmoid = 0.75
+    preds[0][0, 0, 7, 4, 6] = 2.0  # class-1 logit
+    loss, items = ComputeLoss(model)(preds, target)
+
+    # box: logits 0 decode to the anchor (1.25 x 1.625 cells) at the cell centre (2*sigmoid(0) - 0.5
+    # = 0.5); the target is twice as wide and high at the same centre: IoU = 1/4, no centre distance,
+    # same aspect ratio, so CIoU = IoU. Gain 0.05.
+    lbox = 0.05 * (1 - 1 / 4)
+    # objectness: target CIoU = 1/4 at the positive, 0 elsewhere; a logit of 0 costs ln 2 whatever
+    # the target. P3 has 2 * 3 * 16 * 16 = 1536 cells, weight 4.0; P4 and P5 (all ln 2) 1.0 and 0.4.
+    positive = -(0.25 * math.log(0.75) + 0.75 * math.log(0.25))
+    lobj = 1.0 * (4.0 * (1535 * math.log(2) + positive) / 1536 + 1.0 * math.log(2) + 0.4 * math.log(2))
+    # class: mean BCE over the positive's two classes, targets (0, 1); gain 0.5
+    lcls = 0.5 * (math.log(2) + math.log(1 + math.exp(-2.0))) / 2
+    assert items.tolist() == pytest.approx([lbox, lobj, lcls], rel=1e-5)
+    assert loss.item() == pytest.approx(2 * (lbox + lobj + lcls), rel=1e-5)  # times the batch size
 
 
 def test_zero_targets_give_objectness_only(model):
@@ -215,6 +238,8 @@ def test_bce_focal_and_smoothing():
     logits, target = torch.tensor([2.0, -1.0, 0.5]), torch.tensor([1.0, 0.0, 1.0])
     plain = F.binary_cross_entropy_with_logits(logits, target)
     assert bce_loss(logits, target).item() == pytest.approx(plain.item())
-    assert bce_loss(logits, target, gamma=1.5).item() < plain.item()
+    for gamma in (1.5, 2.0):  # Lin et al. 2017, Eq. 5: -alpha_t (1 - p_t)^gamma log(p_t)
+        focal = sigmoid_focal_loss(logits, target, alpha=0.25, gamma=gamma, reduction="mean")
+        assert bce_loss(logits, target, gamma=gamma).item() == pytest.approx(focal.item(), rel=1e-6)
     assert smooth_bce(0.1) == pytest.approx((0.95, 0.05))
     assert list(itertools.islice(smooth_bce(0.0), 2)) == [1.0, 0.0]

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import torch
+from torchmetrics.detection import MeanAveragePrecision
 from torchvision.ops import box_iou
 
 from course.yolo.metrics import (IOU_THRESHOLDS, DetectionMetrics, ap_per_class, compute_ap, format_table,
@@ -88,19 +89,42 @@ def test_match_predictions_validates_shapes():
 # ----------------------------------------------------------------------------- ap_per_class
 
 
+# Ranked TP, FP, TP against 3 labels: recall 1/3, 1/3, 2/3, precision 1, 1/2, 2/3. The envelope
+# is 1 up to recall 1/3, 2/3 up to 2/3, then (YOLOv5) a straight line to the (1, 0) sentinel.
+# YOLOv5 samples it at r = 0, .01, ..., 1 and integrates with trapezoids: 1 at r <= .33, 2/3 at
+# .34 ... .66, 2/3 - 2 (r - 2/3) beyond (0.66 at .67, 0 at 1).
+HAND_AP_INTERP = (0.33 * 1 + 0.01 * (1 + 2 / 3) / 2 + 0.32 * 2 / 3
+                  + 0.01 * (2 / 3 + 0.66) / 2 + 0.33 * 0.66 / 2)
+# pycocotools reads the envelope as steps: 34 points (0 ... .33) read 1, 33 (.34 ... .66) read 2/3,
+# 34 beyond the highest recall read 0.
+HAND_AP_COCO = (34 * 1 + 33 * 2 / 3) / 101
+
+
 def test_ap_per_class_hand_case():
-    # class 0: ranked TP, FP, TP with 3 labels -> recall 1/3, 1/3, 2/3; precision 1, 1/2, 2/3
     tp = np.array([[True], [False], [True], [True]])
     conf = np.array([0.9, 0.8, 0.7, 0.95])
     pred_cls = np.array([0, 0, 0, 5])      # class 5 has no ground truth: ignored
     target_cls = np.array([0, 0, 0, 1])    # class 1 has no prediction: AP 0
     p, r, ap, f1, classes = ap_per_class(tp, conf, pred_cls, target_cls)
     assert classes.tolist() == [0, 1]
-    expected = compute_ap([1 / 3, 1 / 3, 2 / 3], [1, 0.5, 2 / 3])[0]
-    assert ap[0, 0] == pytest.approx(expected, abs=1e-6)
+    assert ap[0, 0] == pytest.approx(HAND_AP_INTERP, abs=1e-9)
+    assert ap_per_class(tp, conf, pred_cls, target_cls, method="coco")[2][0, 0] == pytest.approx(HAND_AP_COCO, abs=1e-9)
     assert ap[1, 0] == 0
+    # F1 is best (2/3) once all three detections are kept: 2 TPs of 3 predictions and 3 labels
+    assert (p[0], r[0], f1[0]) == pytest.approx((2 / 3, 2 / 3, 2 / 3), abs=1e-6)
     assert r[1] == 0 and p.shape == r.shape == f1.shape == (2,)
-    assert 0 < r[0] <= 2 / 3 + 1e-6
+
+
+def test_hand_case_as_boxes_matches_torchmetrics():
+    """The same ranking as boxes in one image: ours (COCO rule) and torchmetrics both give 56/101."""
+    labels = torch.tensor([[0, *_box(50, 50, 20, 20)], [0, *_box(150, 50, 20, 20)], [0, *_box(250, 50, 20, 20)]])
+    dets = torch.tensor([[*_box(50, 50, 20, 20), 0.9, 0],    # exact hit on label 0
+                         [*_box(150, 250, 20, 20), 0.8, 0],  # nowhere near a label: FP
+                         [*_box(150, 50, 20, 20), 0.7, 0]])  # exact hit on label 1; label 2 is missed
+    ref50, ref = _torchmetrics_map([dets], [labels])
+    assert (ref50, ref) == pytest.approx((HAND_AP_COCO, HAND_AP_COCO), abs=1e-6)  # exact hits: every IoU threshold
+    assert _ours([dets], [labels], "coco") == pytest.approx((HAND_AP_COCO, HAND_AP_COCO), abs=1e-6)
+    assert _ours([dets], [labels], "interp") == pytest.approx((HAND_AP_INTERP, HAND_AP_INTERP), abs=1e-6)
 
 
 # ----------------------------------------------------------------------------- NMS and boxes
@@ -256,7 +280,6 @@ def _random_case(seed: int, n_images: int = 24, nc: int = 3, miss: float = 0.15,
 
 
 def _torchmetrics_map(preds, targets):
-    MeanAveragePrecision = pytest.importorskip("torchmetrics.detection").MeanAveragePrecision
     tm = MeanAveragePrecision(iou_type="bbox", box_format="xyxy")
     tm.update([dict(boxes=p[:, :4], scores=p[:, 4], labels=p[:, 5].long()) for p in preds],
               [dict(boxes=t[:, 1:], labels=t[:, 0].long()) for t in targets])

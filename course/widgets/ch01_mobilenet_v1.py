@@ -16,7 +16,7 @@ from torch import nn
 from ..env import pick
 from ..tables import text_table  # re-exported: notebook 01 calls ch01.text_table
 from ..validate import check_int
-from ..viz import WidgetHandle, show_figure
+from ..viz import WidgetHandle, live_output, show_figure
 from ..measure import conv_cost, count_flops, flops_by_module, latency
 from ..models import MobileNetV1
 
@@ -272,8 +272,10 @@ def cost_widget(kernel: int = 3, in_channels: int = 256, out_channels: int = 256
         lines = [f"{'':12s}{'params':>14s}{'mult-adds':>16s}"]
         for key in ("standard", "depthwise", "pointwise", "separable"):
             lines.append(f"{key:12s}{_fmt(c[key]['params']):>14s}{_fmt(c[key]['mult_adds']):>16s}")
+        saving = (f"{1 / c['ratio']:.1f}× less computation" if c["ratio"] < 1
+                  else f"{c['ratio']:.4f}× the computation: a 1×1 kernel has nothing spatial to factor out")
         lines.append(f"separable / standard = {c['ratio']:.4f}  (1/N + 1/D_K² = {c['ratio_formula']:.4f}, "
-                     f"i.e. {1 / c['ratio']:.1f}× less computation)")
+                     f"i.e. {saving})")
         if verify:
             fv = fvcore_cost(kernel, in_channels, out_channels, size)
             state["fvcore"] = fv
@@ -283,20 +285,26 @@ def cost_widget(kernel: int = 3, in_channels: int = 256, out_channels: int = 256
                          f"{_fmt(fv['separable']['mult_adds'])} mult-adds -> "
                          + ("formula and fvcore agree" if agree else "MISMATCH with the formula"))
         print("\n".join(lines))
-        fig, ax = plt.subplots(figsize=(6, 2.4))
-        ax.barh(["standard"], [c["standard"]["mult_adds"] / 1e6], color="tab:red")
+        fig, ax = plt.subplots(figsize=(7.5, 2.4))
+        ax.barh(["standard"], [c["standard"]["mult_adds"] / 1e6], color="tab:red",
+                label=f"standard {kernel}×{kernel} conv")
         ax.barh(["separable"], [c["depthwise"]["mult_adds"] / 1e6], color="tab:blue", label="depthwise")
         ax.barh(["separable"], [c["pointwise"]["mult_adds"] / 1e6], left=[c["depthwise"]["mult_adds"] / 1e6],
                 color="tab:cyan", label="pointwise 1×1")
+        std_m, dw_m, pw_m = (c[k]["mult_adds"] / 1e6 for k in ("standard", "depthwise", "pointwise"))
+        # the depthwise part is often too thin to see: the numbers say it
+        ax.text(std_m, 0, f" {std_m:,.1f} M", va="center", fontsize=8)
+        ax.text(dw_m + pw_m, 1, f" {dw_m + pw_m:,.1f} M = {dw_m:,.1f} + {pw_m:,.1f}", va="center", fontsize=8)
+        ax.set_xlim(0, 1.35 * max(std_m, dw_m + pw_m))
         ax.set_xlabel("million mult-adds")
-        ax.legend(loc="lower right", fontsize=8)
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)  # beside, not on, the bars
         fig.tight_layout()
         state["bars_M"] = {"standard": c["standard"]["mult_adds"] / 1e6,
                            "depthwise": c["depthwise"]["mult_adds"] / 1e6,
                            "pointwise": c["pointwise"]["mult_adds"] / 1e6}
         show_figure(fig)
 
-    out = W.interactive_output(update, controls)
+    out = live_output(update, controls)
     box = W.VBox([W.HBox([controls["kernel"], controls["size"]]),
                   W.HBox([controls["in_channels"], controls["out_channels"]]), controls["verify"], out])
     return WidgetHandle(box, controls, state)
@@ -338,5 +346,5 @@ def multiplier_widget(alpha: float = 1.0, resolution: int = 224, measure: bool =
             state["latency"] = r
             print(f"latency: {r}")
 
-    out = W.interactive_output(update, controls)
+    out = live_output(update, controls)
     return WidgetHandle(W.VBox([W.HBox(list(controls.values())), out]), controls, state)

@@ -11,7 +11,7 @@ import numpy as np
 
 from ..manifold import EMBED_DIMS, relu_roundtrip  # re-exported: notebook 02 calls ch02.relu_roundtrip
 from ..memory import block_tensors
-from ..viz import WidgetHandle, show_figure
+from ..viz import WidgetHandle, live_output, show_figure
 
 __all__ = [
     "PAPER_V2",
@@ -75,7 +75,7 @@ def manifold_widget(n: int = 2, seed: int = 0) -> WidgetHandle:
         fig.tight_layout()
         show_figure(fig)
 
-    out = W.interactive_output(update, controls)
+    out = live_output(update, controls)
     return WidgetHandle(W.VBox([W.HBox(list(controls.values())), out]), controls, state)
 
 
@@ -93,6 +93,7 @@ def plot_block_tensors(inverted: list[dict], classic: list[dict]):
         ax.set_xticks(range(len(rows)), [r["layer"] for r in rows], fontsize=7, rotation=15)
         ax.set_title(title, fontsize=9)
     axes[0].set_ylabel("channels")
+    axes[0].set_ylim(0, 1.15 * max(r["channels"] for r in classic + inverted))  # room for the kB labels
     fig.tight_layout()
     return fig
 
@@ -121,7 +122,7 @@ def block_widget(channels: int = 24, t: int = 6, size: int = 56, stride: int = 1
               f"{inv[0]['kB_16bit']:.0f} kB (inverted) vs {cls[0]['kB_16bit']:.0f} kB (classic), 16-bit")
         show_figure(plot_block_tensors(inv, cls))
 
-    out = W.interactive_output(update, controls)
+    out = live_output(update, controls)
     return WidgetHandle(W.VBox([W.HBox([controls["t"], controls["channels"]]),
                                 W.HBox([controls["size"], controls["stride"]]), out]), controls, state)
 

@@ -35,7 +35,7 @@ from ..models import (
 )
 from ..tables import text_table as format_table  # re-exported: notebook 03 calls ch03.format_table
 from ..validate import check_choice, check_int
-from ..viz import WidgetHandle, show_figure
+from ..viz import WidgetHandle, live_output, show_figure
 
 __all__ = [
     "PAPER",
@@ -93,7 +93,7 @@ def _live(controls: dict[str, widgets.Widget], render: Callable[..., dict]) -> W
         handle._state.clear()
         handle._state.update(state)
 
-    out = widgets.interactive_output(update, controls)
+    out = live_output(update, controls)
     handle.widget.children = (widgets.HBox(list(controls.values())), out)
     return handle
 

@@ -17,7 +17,7 @@ from torch import nn
 from ..blocks import channel_shuffle
 from ..env import pick
 from ..groups import channel_reach, check_groups, group_conv_counts, group_reach
-from ..viz import WidgetHandle, show_figure
+from ..viz import WidgetHandle, live_output, show_figure
 from ..measure import count_flops, count_params, latency
 from ..models import ShuffleNetV1, load_torchvision_weights
 
@@ -118,7 +118,7 @@ def group_conv_widget(channels: int = 12, groups: int = 3, layer_channels: int =
               f"{counts['dense_mult_adds'] / 1e6:.2f} M) → {counts['reduction']:.0f}× fewer")
         show_figure(fig)
 
-    out = W.interactive_output(update, controls)
+    out = live_output(update, controls)
     return WidgetHandle(W.VBox([controls["groups"], out]), controls, state)
 
 
@@ -158,7 +158,7 @@ def mixing_widget(groups: int = 3, channels_per_group: int = 4, depth: int = 2) 
               f"sees at least {seen[False]} input group(s) without shuffle, {seen[True]} with shuffle.")
         show_figure(fig)
 
-    out = W.interactive_output(update, controls)
+    out = live_output(update, controls)
     return WidgetHandle(W.VBox([W.HBox(list(controls.values())), out]), controls, state)
 
 
@@ -212,7 +212,7 @@ def shuffle_widget(channels: int = 12, groups: int = 3) -> WidgetHandle:
         print(f"new order of the {channels} channels: {state['order']}")
         show_figure(fig)
 
-    out = W.interactive_output(update, controls)
+    out = live_output(update, controls)
     return WidgetHandle(W.VBox([W.HBox(list(controls.values())), out]), controls, state)
 
 
@@ -305,7 +305,8 @@ def plot_v1_table(rows: list[dict]):
     ax.bar(xs + 0.2, [r["paper_mflops"] for r in rows], 0.4, label="paper, Table 1")
     ax.set_xticks(xs, [f"g={g}" for g in gs])
     ax.set_ylabel("million mult-adds")
-    ax.legend(fontsize=8)
+    ax.set_ylim(0, 1.3 * max(max(r["mflops"], r["paper_mflops"]) for r in rows))  # the legend sits above the bars
+    ax.legend(fontsize=8, loc="upper center", ncol=2)
     if timed:
         lat = [r["latency"] for r in rows]
         axes[0, 1].bar(xs, [t.median_ms for t in lat], yerr=[t.iqr_ms / 2 for t in lat], color="tab:green")

@@ -23,7 +23,7 @@ from ..measure import count_flops, count_params, latency, mac_curve, mac_formula
 from ..measure import mac_point
 from ..models import build_model, load_torchvision_weights, torchvision_reference
 from ..validate import check_int
-from ..viz import WidgetHandle, show_figure
+from ..viz import WidgetHandle, live_output, show_figure
 from .ch04_shufflenet_v1 import compare_with_reference
 
 __all__ = [
@@ -189,7 +189,7 @@ def mac_widget(h: int = 56, w: int = 56, c1: int = 128, c2: int = 128, groups: i
               f"MAC / bound = {p['mac_over_bound']:.3f}")
         show_figure(plot_mac(p))
 
-    out = W.interactive_output(update, controls)
+    out = live_output(update, controls)
     return WidgetHandle(W.VBox([W.HBox([controls["h"], controls["w"], controls["groups"]]),
                                 W.HBox([controls["c1"], controls["c2"]]), out]), controls, state)
 
@@ -260,7 +260,7 @@ def guideline_widget(initial: dict | None = None, quick: bool | None = None) -> 
         fig = G.plot_guidelines(one, guidelines=[guideline])
         show_figure(fig)
 
-    out = W.interactive_output(update, controls)
+    out = live_output(update, controls)
     return WidgetHandle(W.VBox([W.HBox(list(controls.values())), out]), controls, state)
 
 

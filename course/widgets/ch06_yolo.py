@@ -15,7 +15,7 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt
 
-from ..viz import WidgetHandle
+from ..viz import WidgetHandle, live_output, show_figure
 from ..yolo import DetectionModel, ModelConfigError, load_cfg
 from ..yolo import compare as C
 from ..yolo.benchmark import DETECTORS
@@ -219,7 +219,6 @@ def train_detectors(data, rec: dict | None = None, detectors: dict | None = None
 def detection_widget(models: dict, dataset, names, conf: float = 0.25) -> WidgetHandle:
     """Pick a detector, a val image and a confidence threshold: its detections beside the ground truth."""
     import ipywidgets as W
-    from IPython.display import display
 
     from ..yolo.val import predict
 
@@ -246,9 +245,8 @@ def detection_widget(models: dict, dataset, names, conf: float = 0.25) -> Widget
         fig.subplots_adjust(left=0.02, right=0.98, bottom=0.02, top=0.92, wspace=0.05)
         state.update(detector=detector, image=image, conf=conf, n_detections=len(dets), n_truth=len(gt_boxes),
                      classes=[names[int(c)] for c in dets[:, 5]], scores=[round(float(s), 3) for s in dets[:, 4]])
-        display(fig)
-        plt.close(fig)
+        show_figure(fig)
 
-    out = W.interactive_output(update, controls)
+    out = live_output(update, controls)
     widget = W.VBox([W.HBox(list(controls.values())), out])
     return WidgetHandle(widget, controls, state)

@@ -175,7 +175,8 @@ def plot_param_groups(groups: dict, title: str = "Where the parameters live"):
         bottom += vals
     ax.set_ylabel("parameters (M)")
     ax.set_title(title)
-    ax.legend(fontsize=8)
+    handles, labels = ax.get_legend_handles_labels()  # beside the bars, in stacking order (head on top)
+    ax.legend(handles[::-1], labels[::-1], fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     fig.tight_layout()
     return fig
 

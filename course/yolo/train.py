@@ -55,30 +55,28 @@ MAX_GRAD_NORM = 10.0
 RECIPES = {
     "full": dict(
         # Dataset: 4 classes, 2-6 objects on cluttered textured backgrounds, 16-64 px objects on
-        # 128-px images (the smallest spans 2 cells of the stride-8 P3 map, the largest half the
-        # image for P5). Objects of 10-16 px were found (right class, IoU >= 0.5) 39 % of the time by
-        # YOLOv5n after 40 epochs, and kept it at mAP@0.5 0.79-0.84. 128 px, not 192: learning here
-        # is limited by optimizer steps, and 128 px gives 2.25x the steps per minute.
+        # 128-px images: the smallest spans 2 cells of the stride-8 P3 map, the largest half the
+        # image (P5's scale). Smaller objects cover too few pixels to be found reliably. 128 px
+        # rather than more: on a CPU, learning within the time budget is limited by the number
+        # of optimizer steps, and small images give more steps per minute.
         n_train=1000, n_val=100, imgsz=128, classes=("circle", "square", "triangle", "cross"),
         objects=(2, 6), size_range=(16.0, 64.0),
-        # nbs = batch: no gradient accumulation, ~63 optimizer steps per epoch, ~3800 in all; YOLOv5n
-        # takes ~10.5 s per epoch on 2 idle cores, ShuffleNetV2 ~14 s (the slowest of the three).
+        # nbs = batch: no gradient accumulation, one optimizer step per batch (63 per epoch).
         epochs=60, batch_size=16, nbs=16, cache=True, ema_tau="auto",
         hyp=dict(
-            # scale_hyp multiplies cls by nc/80*3/nl = 0.05 for 4 classes: 0.5 -> 0.025, and the
-            # class loss barely moved. 2.0 makes the effective gain 0.1. More is worse: gradients
-            # (norm 15-170 early) are clipped to norm 10, so a dominant class term (8.0 -> 0.4:
-            # cls 0.71 vs box 0.12, obj 0.03) takes the step from box and objectness, and mAP@0.5
-            # after 10 epochs fell from 0.08-0.13 to 0.01 in our probes.
+            # scale_hyp multiplies cls by nc/80 * 3/nl = 0.05 for 4 classes, so YOLOv5's 0.5 would
+            # become 0.025 and the class loss would hardly train; 2.0 makes it 0.1. Much more lets
+            # the class term dominate the clipped gradient (MAX_GRAD_NORM) and starve box and
+            # objectness.
             cls=2.0,
-            # Clipped steps have norm lr*10, so lr sets the pace: 0.02 reached mAP@0.5 0.02-0.08
-            # after 12 epochs, 0.05 0.60 (YOLOv5n), 0.1 0.32 (YOLOv5n; 0.68 MobileNetV3). 2-epoch warm-up.
+            # A clipped step has norm lr * MAX_GRAD_NORM, so lr0 sets the pace: higher than
+            # YOLOv5's 0.01 because a short run has few steps. 2-epoch warm-up.
             lr0=0.05, warmup_epochs=2.0,
             # Zoom of +-25 % instead of +-50 %: at 0.5x the 16-px objects would shrink to one P3 cell.
             scale=0.25,
         ),
-        # "auto": 2 threads on an idle machine, 1 when the load average is >= 1 (two OpenMP threads
-        # competing with other processes on 2 cores ran 10-100x slower here).
+        # "auto": 2 threads on an idle machine, 1 when the load average is >= 1 (OpenMP threads
+        # competing with other processes for the same cores slow every step down).
         threads="auto", time_budget_s=15 * 60,
     ),
     "quick": dict(

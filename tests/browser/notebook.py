@@ -138,6 +138,69 @@ _SIGNATURE_JS = """(cell) => {
 }"""
 
 
+# Every image in a cell's outputs, decoded: its size and its share of "ink" pixels (opaque and
+# darker or more coloured than near-white). A blank or transparent image has none.
+_FIGURES_JS = """async (cell) => {
+  const found = [];
+  for (const img of cell.querySelectorAll('.jp-OutputArea-output img')) {
+    if (!img.complete || !img.naturalWidth) { try { await img.decode(); } catch (e) {} }
+    const w = img.naturalWidth, h = img.naturalHeight;
+    let ink = 0;
+    if (w && h) {
+      const canvas = document.createElement('canvas');
+      canvas.width = w; canvas.height = h;
+      const ctx = canvas.getContext('2d');
+      ctx.drawImage(img, 0, 0);
+      const d = ctx.getImageData(0, 0, w, h).data;
+      let n = 0;
+      for (let i = 0; i < d.length; i += 4) {
+        if (d[i + 3] > 128 && Math.min(d[i], d[i + 1], d[i + 2]) < 200) n++;
+      }
+      ink = n / (w * h);
+    }
+    found.push({width: w, height: h, ink});
+  }
+  return found;
+}"""
+
+MIN_INK = 0.003  # a drawn figure: axes, ticks, labels and data cover well over 0.3 % of its pixels
+MIN_INK_KEPT = 0.25  # after an update, at least this share of the ink the first drawing had
+SIZE_TOLERANCE = 0.15  # tick labels may change the tight bounding box a little, not more
+
+
+def figures(cell) -> list[dict]:
+    """Size and ink share of every image in the cell's outputs."""
+    return cell.evaluate(_FIGURES_JS)
+
+
+def _wait_for_figures(cell, count: int, timeout_s: float) -> list[dict]:
+    """Poll until the cell shows ``count`` decoded images and two looks agree (the redraw is over)."""
+    deadline = time.monotonic() + timeout_s
+    last = figures(cell)
+    while time.monotonic() < deadline:
+        cell.page.wait_for_timeout(300)
+        now = figures(cell)
+        if len(now) == count and all(f["width"] for f in now) and now == last:
+            return now
+        last = now
+    return last
+
+
+def figure_problems(before: list[dict], after: list[dict]) -> list[str]:
+    """What is wrong with the figures a widget drew, first and after an update (empty: nothing)."""
+    problems = [f"figure {k} is blank before moving ({f['width']}x{f['height']} px, {f['ink']:.2%} ink)"
+                for k, f in enumerate(before) if f["ink"] < MIN_INK]
+    if len(after) != len(before):
+        return problems + [f"{len(before)} figures before moving, {len(after)} after"]
+    for k, (b, a) in enumerate(zip(before, after)):
+        if a["ink"] < max(MIN_INK, MIN_INK_KEPT * b["ink"]):
+            problems.append(f"figure {k} is blank after the update ({a['ink']:.2%} ink, {b['ink']:.2%} before)")
+        if not (abs(a["width"] - b["width"]) <= SIZE_TOLERANCE * b["width"]
+                and abs(a["height"] - b["height"]) <= SIZE_TOLERANCE * b["height"]):
+            problems.append(f"figure {k} changed size from {b['width']}x{b['height']} to {a['width']}x{a['height']} px")
+    return problems
+
+
 @dataclass
 class Interaction:
     kind: str  # "slider", "dropdown" or "toggle buttons"
@@ -145,6 +208,12 @@ class Interaction:
     changed: bool
     before: str = field(repr=False, default="")
     after: str = field(repr=False, default="")
+    figures_before: list = field(repr=False, default_factory=list)
+    figures_after: list = field(repr=False, default_factory=list)
+
+    @property
+    def figure_problems(self) -> list[str]:
+        return figure_problems(self.figures_before, self.figures_after)
 
 
 def _cell_index(page, cell) -> int:
@@ -172,38 +241,41 @@ def widget_cells(page) -> list:
 
 def interact(page, cell, timeout_s: float = 60) -> Interaction | None:
     """Move the cell's first slider, else pick another dropdown option, else press another toggle
-    button; return whether the output in that cell changed (None: no such control)."""
+    button; return whether the output in that cell changed (None: no such control), with the
+    cell's figures before and, once the redraw is over, after."""
     index = _cell_index(page, cell)
     handles = cell.locator(".jp-OutputArea-output .noUi-handle")
     selects = cell.locator(".jp-OutputArea-output .widget-dropdown select")
     toggles = cell.locator(".jp-OutputArea-output .widget-toggle-buttons button:not(.mod-active)")
     if handles.count():
-        handle = handles.first
-        handle.scroll_into_view_if_needed()
-        before = cell.evaluate(_SIGNATURE_JS)
-        handle.focus()
+        kind, control = "slider", handles.first
+    elif selects.count():
+        kind, control = "dropdown", selects.first
+    elif toggles.count():
+        kind, control = "toggle buttons", toggles.first
+    else:
+        return None
+    control.scroll_into_view_if_needed()
+    shown = figures(cell)
+    before = cell.evaluate(_SIGNATURE_JS)
+    if kind == "slider":
+        control.focus()
         page.keyboard.press("ArrowRight")
         after = _wait_for_change(page, cell, before, timeout_s)
         if after == before:  # at the maximum: move the other way
             page.keyboard.press("ArrowLeft")
             page.keyboard.press("ArrowLeft")
             after = _wait_for_change(page, cell, before, timeout_s)
-        return Interaction("slider", index, after != before, before, after)
-    if selects.count():
-        select = selects.first
-        select.scroll_into_view_if_needed()
-        options = select.locator("option").all_inner_texts()
-        current = select.evaluate("(s) => s.selectedIndex >= 0 ? s.options[s.selectedIndex].text : ''")
+    elif kind == "dropdown":
+        options = control.locator("option").all_inner_texts()
+        current = control.evaluate("(s) => s.selectedIndex >= 0 ? s.options[s.selectedIndex].text : ''")
         others = [o for o in options if o != current]
         if not others:
-            return Interaction("dropdown", index, False)
-        before = cell.evaluate(_SIGNATURE_JS)
-        select.select_option(label=others[0])
-        return Interaction("dropdown", index, _wait_for_change(page, cell, before, timeout_s) != before)
-    if toggles.count():
-        button = toggles.first
-        button.scroll_into_view_if_needed()
-        before = cell.evaluate(_SIGNATURE_JS)
-        button.click()
-        return Interaction("toggle buttons", index, _wait_for_change(page, cell, before, timeout_s) != before)
-    return None
+            return Interaction(kind, index, False, figures_before=shown, figures_after=shown)
+        control.select_option(label=others[0])
+        after = _wait_for_change(page, cell, before, timeout_s)
+    else:
+        control.click()
+        after = _wait_for_change(page, cell, before, timeout_s)
+    redrawn = _wait_for_figures(cell, len(shown), timeout_s) if after != before else shown
+    return Interaction(kind, index, after != before, before, after, shown, redrawn)
