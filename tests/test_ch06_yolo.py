@@ -10,7 +10,7 @@ import torch
 matplotlib.use("Agg")
 
 from course.exercises import ExerciseFailed, check  # noqa: E402
-from course.exercises.ch06 import MBV3_BACKBONE, MBV3_TAPS  # noqa: E402
+from course.exercises.ch06 import MBV3_BACKBONE  # noqa: E402
 from course.widgets import ch06_yolo as ch  # noqa: E402
 from course.yolo import DetectionModel, layer_groups, load_cfg, make_divisible_ceil  # noqa: E402
 from course.yolo import benchmark as B  # noqa: E402
