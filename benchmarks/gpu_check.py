@@ -43,6 +43,7 @@ if str(REPO) not in sys.path:
 import torch  # noqa: E402
 
 from course.device import device_name, resolve_device  # noqa: E402
+from course.tables import text_table  # noqa: E402
 
 SCHEMA = "course.gpu_check/1"
 CHAPTERS = ("01_mobilenet_v1", "03_mobilenet_v3", "05_shufflenet_v2", "06_yolov5_backbone_swap")
@@ -209,17 +210,18 @@ def _summary(name: str, step: dict) -> str:
 
 
 def table(report: dict) -> str:
-    lines = [f"{report['device_name']} | torch {report['torch']} (CUDA {report['cuda']}, cuDNN {report['cudnn']})"
-             + (" | SMOKE (tiny sizes, not meaningful)" if report["smoke"] else ""),
-             f"{'step':<11}{'result':<7}{'s':>7}  summary"]
-    for name, step in report["steps"].items():
-        lines.append(f"{name:<11}{'ok' if step['ok'] else 'FAIL':<7}{step['seconds']:>7.1f}  {_summary(name, step)}")
+    title = (f"{report['device_name']} | torch {report['torch']} (CUDA {report['cuda']}, cuDNN {report['cudnn']})"
+             + (" | SMOKE (tiny sizes, not meaningful)" if report["smoke"] else ""))
+    steps = [{"step": name, "result": "ok" if step["ok"] else "FAIL", "seconds": step["seconds"],
+              "summary": _summary(name, step)} for name, step in report["steps"].items()]
+    tables = [text_table(steps, {"step": "step", "result": "result", "seconds": "s", "summary": "summary"},
+                         formats={"seconds": "{:.1f}"}, title=title, align={"result": "<", "summary": "<"})]
     latency = report["steps"].get("latency", {})
     if latency.get("ok"):
-        lines.append(f"\n{'model':<20}{'batch':>6}{'eager ms':>10}{'graph ms':>10}")
-        lines += [f"{r['model']:<20}{r['batch']:>6}{r['eager_ms']:>10.3f}{r['graph_ms']:>10.3f}"
-                  for r in latency["figures"]["rows"]]
-    return "\n".join(lines)
+        tables.append(text_table(latency["figures"]["rows"],
+                                 {"model": "model", "batch": "batch", "eager_ms": "eager ms", "graph_ms": "graph ms"},
+                                 formats={"eager_ms": "{:.3f}", "graph_ms": "{:.3f}"}))
+    return "\n\n".join(tables)
 
 
 def _cudnn() -> int | None:

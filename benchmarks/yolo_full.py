@@ -25,6 +25,7 @@ import torch
 from course.device import cpu_model, device_name, resolve_device
 from course.env import pick
 from course.measure import count_flops
+from course.tables import text_table
 from course.yolo.benchmark import DETECTORS, best_epoch, measure_detector, reference_figure
 from course.yolo.data import make_shapes
 from course.yolo.export import DecodedOutput
@@ -106,12 +107,13 @@ def plot(ref: dict, path: Path) -> None:
 
 
 def table(models: list[dict]) -> str:
-    head = (f"{'detector':<19}{'params':>10}{'GFLOPs':>8}{'epochs':>7}{'wall s':>8}{'train img/s':>12}"
-            f"{'infer img/s':>12}{'mAP50':>7}{'mAP':>7}{'load':>12}")
-    return "\n".join([head] + [
-        f"{m['name']:<19}{m['params']:>10,}{m['gflops']:>8.2f}{m['epochs_run']:>7}{m['train_time_s']:>8.0f}"
-        f"{m['train_images_per_s']:>12.1f}{m['inference_images_per_s']:>12.1f}{m['map50']:>7.3f}{m['map']:>7.3f}"
-        f"{m['loadavg_start'][0]:>6.1f}-{m['loadavg_end'][0]:<5.1f}" for m in models])
+    return text_table(
+        [{**m, "load": f"{m['loadavg_start'][0]:.1f}-{m['loadavg_end'][0]:.1f}"} for m in models],
+        {"name": "detector", "params": "params", "gflops": "GFLOPs", "epochs_run": "epochs", "train_time_s": "wall s",
+         "train_images_per_s": "train img/s", "inference_images_per_s": "infer img/s", "map50": "mAP50", "map": "mAP",
+         "load": "load"},
+        formats={"gflops": "{:.2f}", "train_time_s": "{:.0f}", "train_images_per_s": "{:.1f}",
+                 "inference_images_per_s": "{:.1f}", "map50": "{:.3f}", "map": "{:.3f}"})
 
 
 def main(argv=None) -> dict:

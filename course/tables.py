@@ -23,14 +23,19 @@ def format_value(value) -> str:
 
 
 def text_table(rows: Sequence[Mapping], columns: Sequence[str] | Mapping[str, str] | None = None,
-               formats: Mapping[str, str | Callable] | None = None, title: str = "") -> str:
+               formats: Mapping[str, str | Callable] | None = None, title: str = "",
+               align: Mapping[str, str] | None = None) -> str:
     """Rows of dicts as an aligned text table: header, a rule, one line per row.
 
     ``columns`` lists the keys to show, or maps each key to its header; by default every key
     in order of first appearance. ``formats`` gives a key a format string (``"{:.2f}"``) or a
     function; other cells go through ``format_value``. A missing value prints as "—". The
-    first column is left-aligned (names), the others right-aligned (numbers).
+    first column is left-aligned (names), the others right-aligned (numbers); ``align`` sets a
+    key's own ("<" left, ">" right), e.g. for a column of sentences.
     """
+    bad = {k: a for k, a in (align or {}).items() if a not in ("<", ">")}
+    if bad:
+        raise ValueError(f"align values must be '<' (left) or '>' (right), got {bad!r}")
     if not rows:
         return (title + "\n" if title else "") + "(no rows)"
     if columns is None:
@@ -47,9 +52,10 @@ def text_table(rows: Sequence[Mapping], columns: Sequence[str] | Mapping[str, st
     body = [[cell(r, k) for k in headers] for r in rows]
     head = list(headers.values())
     widths = [max(len(h), *(len(b[i]) for b in body)) for i, h in enumerate(head)]
+    left = [(align or {}).get(k, "<" if i == 0 else ">") == "<" for i, k in enumerate(headers)]
 
     def line(cells):
-        return "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths)))
+        return "  ".join(c.ljust(w) if lft else c.rjust(w) for c, w, lft in zip(cells, widths, left)).rstrip()
 
     lines = [title] if title else []
     lines += [line(head), line(["-" * w for w in widths])] + [line(b) for b in body]

@@ -123,7 +123,11 @@ def test_format_v1_table_without_latency():
     row = {"groups": 3, "mflops": 137.5, "params_M": 1.87, "stage_channels": (240, 480, 960),
            "paper_mflops": 137, "paper_stage_channels": (240, 480, 960), "paper_top1_err": 32.6}
     text = ch04.format_v1_table([row])
-    assert "137.5" in text and "32.6" in text and "240/480/960" in text
+    head, _, line, *notes = text.splitlines()
+    assert head.split() == ["g", "MFLOPs", "paper", "params", "M", "stage", "2/3/4", "channels", "paper", "latency",
+                            "ms", "paper", "err", "%"]
+    assert line.split() == ["3", "137.5", "137", "1.870", "240/480/960", "240/480/960", "—", "32.6"]
+    assert len(notes) == 1 and "Table 2" in notes[0]  # untimed: no latency line
     fig = ch04.plot_v1_table([row])
     assert len(fig.axes) == 1
     with pytest.raises(ValueError, match="groups"):

@@ -29,7 +29,9 @@ def test_flops_latency_one_model():
     rows = ch05.flops_latency(names=("mobilenet_v3_small",), min_run_time=0.01)
     assert rows[0]["mflops"] == pytest.approx(56.5, rel=0.05)  # torchvision's 0.057 GFLOPs
     assert rows[0]["latency"].median_ms > 0
-    assert "mobilenet_v3_small" in ch05.format_flops_latency(rows)
+    head, _, line, note = ch05.format_flops_latency(rows).splitlines()
+    assert head.split()[:3] == ["model", "MFLOPs", "ms"] and line.split()[0] == "mobilenet_v3_small"
+    assert line.split()[-1] == "—" and note.startswith("measured: ")  # not in the paper's Table 8
     fig = ch05.plot_flops_latency(rows)
     assert len(fig.axes[0].texts) == 1
     with pytest.raises(ValueError, match="names"):
@@ -65,7 +67,9 @@ def test_unit_audit_contrasts_v1_and_v2():
     assert v2["G2 no group conv"] and not v1["G2 no group conv"]
     assert v2["G4 element-wise adds"] == 0 and v1["G4 element-wise adds"] == 1
     assert v2["G3 channel split / identity branch"] and v2["concat"] == 1
-    assert "G2 1×1 groups" in ch05.format_audit([v2, v1])
+    lines = ch05.format_audit([v2, v1]).splitlines()
+    assert lines[0].index(v2["unit"]) < lines[0].index(v1["unit"])  # one column per unit, in order
+    assert [line for line in lines if line.startswith("G2 no group conv")][0].split()[-2:] == ["True", "False"]
 
 
 def test_v2_network_rows_match_torchvision():
@@ -73,7 +77,10 @@ def test_v2_network_rows_match_torchvision():
     r = rows[0]
     assert r["params"] == r["torchvision_params"] == 1_366_792
     assert r["max_abs_diff"] <= 1e-5 * max(1.0, r["output_scale"])
-    assert "1,366,792" in ch05.format_v2_rows(rows)
+    head, _, line, note = ch05.format_v2_rows(rows).splitlines()
+    assert head.split()[:3] == ["scale", "ours", "torchvision"]
+    assert line.split()[:5] == ["0.5", "1,366,792", "1,366,792", "1,366,792", "1.4M"]
+    assert line.split()[6] == "—" and "2×3×32×32" in note  # flops=False
     with pytest.raises(ValueError, match="scales"):
         ch05.v2_network_rows(scales=(0.75,))
 

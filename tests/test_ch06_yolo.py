@@ -1,6 +1,7 @@
 """Chapter 06: YAML surgery, the traps, comparison logic, the detection viewer, the exercises both ways."""
 
 import copy
+import importlib.util
 from pathlib import Path
 
 import matplotlib
@@ -9,7 +10,9 @@ import torch
 
 matplotlib.use("Agg")
 
+from course.deploy.onnx_export import OnnxCheck  # noqa: E402
 from course.exercises import ExerciseFailed, check  # noqa: E402
+from course.measure import LatencyResult  # noqa: E402
 from course.exercises.ch06 import MBV3_BACKBONE  # noqa: E402
 from course.widgets import ch06_yolo as ch  # noqa: E402
 from course.yolo import DetectionModel, layer_groups, load_cfg, make_divisible_ceil  # noqa: E402
@@ -146,6 +149,31 @@ def test_shipped_reference_is_readable():
     assert fig._suptitle.get_text().startswith("REFERENCE")
     matplotlib.pyplot.close(fig)
 
+
+
+def test_yolo_full_table_has_a_row_per_recorded_model():
+    ref = B.load_reference()
+    if ref is None:
+        pytest.skip("no reference run recorded")
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "yolo_full.py"
+    spec = importlib.util.spec_from_file_location("yolo_full", path)
+    yolo_full = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(yolo_full)
+    head, _, *rows = yolo_full.table(ref["models"]).splitlines()
+    assert head.split()[:3] == ["detector", "params", "GFLOPs"] and head.split()[-1] == "load"
+    assert [row.split()[:2] for row in rows] == [[m["name"], f"{m['params']:,}"] for m in ref["models"]]
+
+
+def test_format_deployment_shows_size_error_and_speed_up():
+    def timing(ms):
+        return LatencyResult(ms, 0.1, [ms], "cpu", "CPU", 2, 1, "float32", "2.x")
+
+    check = OnnxCheck(max_abs_diff=2e-5, max_rel_diff=1e-6, output_shape=(1, 100, 8), atol=1e-3, rtol=1e-3, ok=True)
+    text = B.format_deployment([dict(name="YOLOv5n", check=check, size_mb=7.31, torch=timing(30.0), onnx=timing(15.0))])
+    head, _, row, note = text.splitlines()
+    assert head.split()[:3] == ["detector", "ONNX", "MB"]
+    assert row.split() == ["YOLOv5n", "7.3", "2.0e-05", "30.0", "15.0", "2.00×"]
+    assert "2 threads" in note and "batch 1" in note
 
 def test_live_curves_collects_every_epoch():
     curves = ch.LiveCurves()

@@ -63,11 +63,19 @@ def test_smoke_run_on_the_cpu_passes_every_step_and_reports_them(gpu_check, tmp_
     notebooks = report["steps"]["notebooks"]["figures"]
     assert list(notebooks) == list(gpu_check.CHAPTERS)
     assert all("collected" in n["summary"] or "tests" in n["summary"] for n in notebooks.values()), notebooks
-    table = capsys.readouterr().out
-    assert "SMOKE" in table and "mobilenet_v3_small" in table and "FAIL" not in table
+    table = gpu_check.table(report)
+    assert table in capsys.readouterr().out
+    steps, timings = table.split("\n\n")
+    title, head, _, *rows = steps.splitlines()
+    assert "SMOKE" in title and head.split() == ["step", "result", "s", "summary"]
+    assert [row.split()[:2] for row in rows] == [[name, "ok"] for name in gpu_check.STEPS]
+    head, _, *rows = timings.splitlines()
+    assert head.split() == ["model", "batch", "eager", "ms", "graph", "ms"]
+    assert [row.split()[0] for row in rows] == [r["model"] for r in report["steps"]["latency"]["figures"]["rows"]]
+    assert "mobilenet_v3_small" in timings
 
 
-def test_a_failing_step_makes_the_exit_status_non_zero(gpu_check, tmp_path, monkeypatch):
+def test_a_failing_step_makes_the_exit_status_non_zero(gpu_check, tmp_path, monkeypatch, capsys):
     def broken(dev, sizes, work, out_dir):
         raise gpu_check.CheckFailed("latency moved the model")
 
@@ -76,3 +84,6 @@ def test_a_failing_step_makes_the_exit_status_non_zero(gpu_check, tmp_path, monk
     assert gpu_check.main(["--device", "cpu", "--smoke", "--steps", "latency", "--out", str(out)]) == 1
     report = json.loads(out.read_text())
     assert not report["ok"] and "latency moved the model" in report["steps"]["latency"]["error"]
+    row = gpu_check.table(report).splitlines()[3]
+    assert row.split()[:2] == ["latency", "FAIL"] and row.endswith("latency moved the model")
+    assert row in capsys.readouterr().out

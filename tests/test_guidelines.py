@@ -273,7 +273,11 @@ def test_compare_with_paper_normalises_both_sides():
     assert rows["1:12"]["ours_lo"] < 0.5 < rows["1:12"]["ours_hi"]
     gpu = {row["variant"]: row for row in G.compare_with_paper(_synthetic({"G2": {1: [4, 3, 2, 1]}}, channel_list="gpu"))}
     assert gpu["g=8"]["paper_norm"] == pytest.approx(634 / 2451)
-    assert "| G1 | ×1 | 1:12 |" in G.comparison_table(r)
+    table = G.comparison_table(r).splitlines()
+    assert "paper column: ARM Snapdragon 810" in table[0]
+    assert table[2].split()[:3] == ["guideline", "scale", "variant"]
+    assert [line.split()[:3] for line in table[4:]] == [["G1", "×1", v] for v in ("1:1", "1:2", "1:6", "1:12")]
+    assert table[-1].split()[-2:] == ["57.6", "0.76"] and " 0.50 [" in table[-1]  # paper and ours, normalised
 
 
 def test_verdicts_follow_the_numbers():

@@ -1,5 +1,7 @@
 """course.tables: the one text-table formatter."""
 
+import pytest
+
 from course.tables import format_value, text_table
 
 
@@ -26,3 +28,12 @@ def test_format_value():
     assert [format_value(v) for v in (None, True, 1234567, 0.000123456, 94.8612, 12345.678, "x")] == \
         ["—", "True", "1,234,567", "0.0001235", "94.86", "12,345.7", "x"]
     assert text_table([]) == "(no rows)"
+
+
+def test_align_sets_a_columns_side_and_rejects_other_values():
+    rows = [{"step": "first", "s": 1.5, "summary": "short"}, {"step": "b", "s": 12.25, "summary": "a longer one"}]
+    first, second = text_table(rows, align={"summary": "<", "step": ">"}).splitlines()[2:]
+    assert first.index("short") == second.index("a longer one") and first.endswith("short")  # left, no padding
+    assert first.startswith("first") and second.startswith("    b ")  # right-aligned
+    with pytest.raises(ValueError, match="align"):
+        text_table(rows, align={"summary": "centre"})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ..tables import text_table
 from .paper import PAPER_HARDWARE, paper_speeds
 from .schema import validate_results
 
@@ -51,18 +52,17 @@ def compare_with_paper(results: dict, timing: str = "eager") -> list[dict]:
 
 
 def comparison_table(results: dict, timing: str = "eager") -> str:
-    """A Markdown table of ``compare_with_paper`` with the measurement conditions on top."""
+    """``compare_with_paper`` as a text table with the measurement conditions on top."""
     m = results["meta"]
     cpu = f" [{m['cpu_model']}]" if m.get("cpu_model") and m["device"] == "cpu" else ""
     head = (f"{m['device_name']}{cpu} | torch {m['torch_version']} | {m['threads']} threads | batch {m['batch']} | "
             f"{m['speed_unit']} | timing: {timing} | channel lists: paper {m['channel_list'].upper()} | "
             f"paper column: {PAPER_HARDWARE[m['channel_list']]}" + (" | QUICK MODE" if m["quick"] else ""))
-    lines = [head, "",
-             f"| guideline | scale | variant | channels | MFLOPs | ours ({m['speed_unit']}) | ours norm. [IQR] "
-             f"| paper | paper norm. |",
-             "|---|---|---|---|---|---|---|---|---|"]
-    for r in compare_with_paper(results, timing):
-        lines.append(f"| {r['guideline']} | ×{r['scale']} | {r['variant']} | {tuple(r['channels'])} | "
-                     f"{r['flops'] / 1e6:.1f} | {r['ours_speed']:.1f} | {r['ours_norm']:.2f} "
-                     f"[{r['ours_lo']:.2f}–{r['ours_hi']:.2f}] | {r['paper_speed']:g} | {r['paper_norm']:.2f} |")
-    return "\n".join(lines)
+    rows = [{**r, "channels": tuple(r["channels"]), "mflops": r["flops"] / 1e6,
+             "ours_norm_iqr": f"{r['ours_norm']:.2f} [{r['ours_lo']:.2f}–{r['ours_hi']:.2f}]"}
+            for r in compare_with_paper(results, timing)]
+    return text_table(rows, {"guideline": "guideline", "scale": "scale", "variant": "variant", "channels": "channels",
+                             "mflops": "MFLOPs", "ours_speed": f"ours ({m['speed_unit']})",
+                             "ours_norm_iqr": "ours norm. [IQR]", "paper_speed": "paper", "paper_norm": "paper norm."},
+                      formats={"scale": "×{}", "mflops": "{:.1f}", "ours_speed": "{:.1f}", "paper_speed": "{:g}",
+                               "paper_norm": "{:.2f}"}, title=head + "\n", align={"variant": "<"})

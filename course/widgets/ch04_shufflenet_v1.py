@@ -20,6 +20,7 @@ from ..groups import channel_reach, check_groups, group_conv_counts, group_reach
 from ..viz import WidgetHandle, live_output, show_figure
 from ..measure import count_flops, count_params, latency
 from ..models import ShuffleNetV1, load_torchvision_weights
+from ..tables import text_table
 
 __all__ = [
     "PAPER_SOURCE",
@@ -279,13 +280,17 @@ def v1_table(groups=None, measure_latency: bool = True, device: str = "cpu", min
 
 def format_v1_table(rows: list[dict]) -> str:
     """Text table: ours (computed / measured) beside the paper's Tables 1 and 2."""
-    lines = [f"{'g':>2} {'MFLOPs':>8} {'paper':>6} {'params M':>9} {'stage 2/3/4 channels':>21} {'paper':>17} "
-             f"{'latency ms':>11} {'paper err %':>11}"]
-    for r in rows:
-        lat = f"{r['latency'].median_ms:11.2f}" if "latency" in r else f"{'—':>11}"
-        lines.append(f"{r['groups']:>2} {r['mflops']:8.1f} {r['paper_mflops']:6d} {r['params_M']:9.3f} "
-                     f"{'/'.join(map(str, r['stage_channels'])):>21} {'/'.join(map(str, r['paper_stage_channels'])):>17} "
-                     f"{lat} {r['paper_top1_err']:11.1f}")
+    def slashed(channels):
+        return "/".join(map(str, channels))
+
+    table = text_table(
+        [{**r, "ms": r["latency"].median_ms if "latency" in r else None} for r in rows],
+        {"groups": "g", "mflops": "MFLOPs", "paper_mflops": "paper", "params_M": "params M",
+         "stage_channels": "stage 2/3/4 channels", "paper_stage_channels": "paper", "ms": "latency ms",
+         "paper_top1_err": "paper err %"},
+        formats={"mflops": "{:.1f}", "params_M": "{:.3f}", "ms": "{:.2f}", "paper_top1_err": "{:.1f}",
+                 "stage_channels": slashed, "paper_stage_channels": slashed})
+    lines = [table]
     timed = [r["latency"] for r in rows if "latency" in r]
     if timed:
         lines.append(f"latency: {timed[0].device_name}, {timed[0].threads} threads, batch {timed[0].batch}, "

@@ -22,6 +22,7 @@ from ..env import pick, quick_mode
 from ..measure import count_flops, count_params, latency, mac_curve, mac_formula
 from ..measure import mac_point
 from ..models import build_model, load_torchvision_weights, torchvision_reference
+from ..tables import text_table
 from ..validate import check_int
 from ..viz import WidgetHandle, live_output, show_figure
 from .ch04_shufflenet_v1 import compare_with_reference
@@ -104,14 +105,14 @@ def flops_latency(names=None, device: str = "cpu", batch: int = 1, min_run_time:
 
 def format_flops_latency(rows: list[dict]) -> str:
     """Text table sorted by FLOPs, with the paper's speeds where Table 8 has the model."""
-    lines = [f"{'model':22s}{'MFLOPs':>8s}{'ms (median)':>13s}{'IQR':>8s}{'img/s':>8s}   paper: GPU batch/s, ARM img/s"]
-    for r in sorted(rows, key=lambda r: r["mflops"]):
-        t = r["latency"]
-        paper = "—" if r["paper"] is None else f"{r['paper'][2]}, {r['paper'][3]}"
-        lines.append(f"{r['name']:22s}{r['mflops']:8.1f}{t.median_ms:13.2f}{t.iqr_ms:8.2f}{t.per_second:8.1f}   {paper}")
-    t = rows[0]["latency"]
-    lines.append(f"measured: {t}")
-    return "\n".join(lines)
+    table = text_table(
+        [{"name": r["name"], "mflops": r["mflops"], "ms": r["latency"].median_ms, "iqr": r["latency"].iqr_ms,
+          "per_s": r["latency"].per_second, "paper": None if r["paper"] is None else f"{r['paper'][2]}, {r['paper'][3]}"}
+         for r in sorted(rows, key=lambda r: r["mflops"])],
+        {"name": "model", "mflops": "MFLOPs", "ms": "ms (median)", "iqr": "IQR", "per_s": "img/s",
+         "paper": "paper: GPU batch/s, ARM img/s"},
+        formats={"mflops": "{:.1f}", "ms": "{:.2f}", "iqr": "{:.2f}", "per_s": "{:.1f}"}, align={"paper": "<"})
+    return f"{table}\nmeasured: {rows[0]['latency']}"
 
 
 def plot_flops_latency(rows: list[dict], ax=None):
@@ -312,12 +313,10 @@ def unit_audit(v2: nn.Module | None = None, v1: nn.Module | None = None, hw: int
 
 
 def format_audit(rows: list[dict]) -> str:
-    keys = [k for k in rows[0] if k != "unit"]
-    width = max(len(k) for k in keys) + 2
-    lines = [f"{'':{width}s}" + "".join(f"{r['unit']:>28s}" for r in rows)]
-    for k in keys:
-        lines.append(f"{k:{width}s}" + "".join(f"{str(r[k]):>28s}" for r in rows))
-    return "\n".join(lines)
+    """The audit transposed: one line per property, one column per unit."""
+    units = range(len(rows))
+    return text_table([{"property": k, **{i: rows[i][k] for i in units}} for k in rows[0] if k != "unit"],
+                      {"property": "", **{i: rows[i]["unit"] for i in units}})
 
 
 def v2_network_rows(scales=None, input_hw: int | None = None, flops: bool = True) -> list[dict]:
@@ -345,13 +344,11 @@ def v2_network_rows(scales=None, input_hw: int | None = None, flops: bool = True
 
 
 def format_v2_rows(rows: list[dict]) -> str:
-    lines = [f"{'scale':>5} {'ours':>10} {'torchvision':>12} {'documented':>11} {'paper':>6} "
-             f"{'max |Δ| out':>12} {'MFLOPs':>8} {'paper':>6}"]
-    for r in rows:
-        mf = f"{r['mflops']:8.1f}" if r["mflops"] is not None else f"{'—':>8}"
-        lines.append(f"{r['scale']:>5} {r['params']:>10,} {r['torchvision_params']:>12,} "
-                     f"{r['torchvision_documented']:>11,} {r['paper_params_M']:>5}M {r['max_abs_diff']:12.1e} "
-                     f"{mf} {r['paper_mflops']:>6}")
-    lines.append(f"outputs compared on a 2×3×{rows[0]['input_hw']}×{rows[0]['input_hw']} input after copying "
-                 f"torchvision's random weights into ours; paper: {PAPER_SOURCE}, Table 5")
-    return "\n".join(lines)
+    table = text_table(
+        rows, {"scale": "scale", "params": "ours", "torchvision_params": "torchvision",
+               "torchvision_documented": "documented", "paper_params_M": "paper", "max_abs_diff": "max |Δ| out",
+               "mflops": "MFLOPs", "paper_mflops": "paper"},
+        formats={"scale": "{}", "paper_params_M": "{}M", "max_abs_diff": "{:.1e}", "mflops": "{:.1f}"}, align={"scale": ">"})
+    hw = rows[0]["input_hw"]
+    return (f"{table}\noutputs compared on a 2×3×{hw}×{hw} input after copying torchvision's random weights "
+            f"into ours; paper: {PAPER_SOURCE}, Table 5")

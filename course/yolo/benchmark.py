@@ -16,6 +16,7 @@ import matplotlib.pyplot as plt
 import torch
 
 from ..measure import count_flops, count_params
+from ..tables import text_table
 from . import export as E
 
 __all__ = ["DETECTORS", "REFERENCE_PATH", "best_epoch", "measure_detector", "comparison_entries", "deployment_rows",
@@ -86,16 +87,18 @@ def deployment_rows(models: dict, out_dir, imgsz: int = 320, min_run_time: float
 
 
 def format_deployment(rows: list[dict]) -> str:
-    lines = [f"{'detector':<20}{'ONNX MB':>8}{'max|diff|':>11}{'PyTorch ms':>12}{'ORT ms':>9}{'ORT speed-up':>14}"]
-    for r in rows:
-        lines.append(f"{r['name']:<20}{r['size_mb']:>8.1f}{r['check'].max_abs_diff:>11.1e}"
-                     f"{r['torch'].median_ms:>12.1f}{r['onnx'].median_ms:>9.1f}"
-                     f"{r['torch'].median_ms / r['onnx'].median_ms:>13.2f}×")
-    if rows:
-        t = rows[0]["torch"]
-        lines.append(f"(CPU, {t.threads} threads, batch {t.batch}, {t.dtype}, torch {t.torch_version}; "
-                     "ORT with the same thread count)")
-    return "\n".join(lines)
+    """``deployment_rows`` as a table: file size, export error, PyTorch and ONNX Runtime latency."""
+    table = text_table(
+        [{"name": r["name"], "size_mb": r["size_mb"], "diff": r["check"].max_abs_diff, "torch": r["torch"].median_ms,
+          "onnx": r["onnx"].median_ms, "speedup": r["torch"].median_ms / r["onnx"].median_ms} for r in rows],
+        {"name": "detector", "size_mb": "ONNX MB", "diff": "max|diff|", "torch": "PyTorch ms", "onnx": "ORT ms",
+         "speedup": "ORT speed-up"},
+        formats={"size_mb": "{:.1f}", "diff": "{:.1e}", "torch": "{:.1f}", "onnx": "{:.1f}", "speedup": "{:.2f}×"})
+    if not rows:
+        return table
+    t = rows[0]["torch"]
+    return (f"{table}\n(CPU, {t.threads} threads, batch {t.batch}, {t.dtype}, torch {t.torch_version}; "
+            "ORT with the same thread count)")
 
 
 # --------------------------------------------------------------------------- the reference run
