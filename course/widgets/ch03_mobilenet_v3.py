@@ -46,6 +46,7 @@ __all__ = [
     "ACTIVATIONS",
     "ACTIVATION_PAIRS",
     "max_deviation",
+    "signed_gap",
     "activation_widget",
     "ACTIVATION_IMPLS",
     "CostRow",
@@ -387,6 +388,14 @@ def max_deviation(a: str, b: str, lo: float = -8.0, hi: float = 8.0, n: int = 16
     d = (ACTIVATIONS[a](x) - ACTIVATIONS[b](x)).abs()
     i = int(d.argmax())
     return float(d[i]), float(x[i])
+
+
+def signed_gap(a: str, b: str, x: float) -> float:
+    """b(x) − a(x) in float64: negative where the ``b`` curve lies below ``a``."""
+    _check_choice("a", a, tuple(ACTIVATIONS))
+    _check_choice("b", b, tuple(ACTIVATIONS))
+    t = torch.tensor(float(x), dtype=torch.float64)
+    return float(ACTIVATIONS[b](t) - ACTIVATIONS[a](t))
 
 
 def activation_widget() -> WidgetHandle:
