@@ -58,7 +58,6 @@ def make_divisible_round(v: float, divisor: int = 8, min_value: int | None = Non
     return new_v
 
 
-make_divisible = make_divisible_round  # until notebook 03 imports make_divisible_round (not in __all__)
 
 
 class ConvBNAct(nn.Sequential):

@@ -9,7 +9,14 @@ from torch import nn
 matplotlib.use("Agg")
 
 from course.exercises import ExerciseFailed, check  # noqa: E402
-from course.exercises.ch01 import reference_width_for_budget  # noqa: E402
+from course.exercises.ch01 import (  # noqa: E402
+    PAPER_SHALLOW,
+    ShallowMobileNetV1,
+    reference_predict_at_resolution,
+    reference_width_for_budget,
+)
+from course.measure import count_flops, count_params, flops_by_module  # noqa: E402
+from course.models import MobileNetV1  # noqa: E402
 from course.widgets import ch01_mobilenet_v1 as ch01  # noqa: E402
 
 
@@ -104,16 +111,17 @@ def _block(m, n, stride):
 
 
 class _V1(nn.Module):
-    """A learner's MobileNet V1; ``last_stride=2`` copies Table 1's typo, ``act=False`` drops the ReLUs."""
+    """A learner's MobileNet V1; ``last_stride=2`` copies Table 1's typo, ``act=False`` drops the ReLUs,
+    ``keep`` is how many of the five 14×14×512 layers the shallow variant keeps (the paper: none)."""
 
-    cfg = [(64, 1), (128, 2), (128, 1), (256, 2), (256, 1), (512, 2)] + [(512, 1)] * 5 + [(1024, 2)]
-
-    def __init__(self, width_mult=1.0, num_classes=1000, last_stride=1, act=True):
+    def __init__(self, width_mult=1.0, num_classes=1000, shallow=False, last_stride=1, act=True, keep=0):
         super().__init__()
         c = lambda ch: max(8, int(ch * width_mult))  # noqa: E731
         layers = [nn.Conv2d(3, c(32), 3, 2, 1, bias=False), nn.BatchNorm2d(c(32)), nn.ReLU()]
         m = c(32)
-        for out, s in self.cfg + [(1024, last_stride)]:
+        middle = [(512, 1)] * (keep if shallow else 5)
+        cfg = [(64, 1), (128, 2), (128, 1), (256, 2), (256, 1), (512, 2)] + middle + [(1024, 2), (1024, last_stride)]
+        for out, s in cfg:
             layers.append(_block(m, c(out), s))
             m = c(out)
         if not act:
@@ -138,11 +146,44 @@ def test_exercise_1_1_both_ways():
 def test_exercise_1_2_both_ways():
     check("1.2", _V1)
     with pytest.raises(ExerciseFailed, match="typo"):
-        check("1.2", lambda width_mult, num_classes: _V1(width_mult, num_classes, last_stride=2))
+        check("1.2", lambda width_mult, num_classes, shallow: _V1(width_mult, num_classes, shallow, last_stride=2))
     with pytest.raises(ExerciseFailed, match="parameters"):
-        check("1.2", lambda width_mult, num_classes: _V1(width_mult * 0.9, num_classes))
+        check("1.2", lambda width_mult, num_classes, shallow: _V1(width_mult * 0.9, num_classes, shallow))
+    with pytest.raises(ExerciseFailed, match=r"shallow=True: expected 8 depthwise convs.*found 9"):
+        check("1.2", lambda width_mult, num_classes, shallow: _V1(width_mult, num_classes, shallow, keep=1))
+    with pytest.raises(ExerciseFailed, match="shallow=True: expected 8 depthwise convs"):
+        check("1.2", lambda width_mult, num_classes, shallow: _V1(width_mult, num_classes))
     with pytest.raises(ExerciseFailed, match="should be an nn.Module"):
-        check("1.2", lambda width_mult, num_classes: None)
+        check("1.2", lambda width_mult, num_classes, shallow: None)
+
+
+def test_shallow_reference_is_the_papers_table5_model():
+    """Five 14×14×512 separable layers fewer: the paper's Shallow MobileNet, 307 M mult-adds."""
+    shallow, full = ShallowMobileNetV1(), MobileNetV1()
+    assert len(shallow.features) == len(full.features) - 5
+    assert round(count_flops(shallow) / 1e6) == PAPER_SHALLOW["mult_adds_M"]
+    assert round(count_params(shallow) / 1e6, 1) == PAPER_SHALLOW["params_M"]
+
+
+def test_exercise_1_4_both_ways():
+    check("1.4", reference_predict_at_resolution)
+    model = MobileNetV1()
+    counted = count_flops(model, (1, 3, 160, 160))
+    by_module = flops_by_module(model)
+    assert reference_predict_at_resolution(160, by_module[""], by_module["classifier"], 1)[0] == pytest.approx(counted)
+    wrong = {
+        "not ρ": lambda r, t, fc, p: (t * r / 224, p),
+        "FC layer": lambda r, t, fc, p: (t * (r / 224) ** 2, p),
+        "filters do not depend": lambda r, t, fc, p: ((t - fc) * (r / 224) ** 2 + fc, p * (r / 224) ** 2),
+        "pair": lambda r, t, fc, p: (t - fc) * (r / 224) ** 2 + fc,
+    }
+    for words, fn in wrong.items():
+        with pytest.raises(ExerciseFailed, match=words):
+            check("1.4", fn)
+    with pytest.raises(ExerciseFailed, match="not done yet"):
+        def todo(*a):
+            raise NotImplementedError()
+        check("1.4", todo)
 
 
 def test_exercise_1_3_both_ways():

@@ -1,5 +1,8 @@
 """Chapter 03 (MobileNet V3): widget logic, redesigned layers, model table and exercise checks."""
 
+import dataclasses
+import math
+
 import matplotlib
 
 matplotlib.use("Agg")
@@ -12,7 +15,7 @@ from torch.nn import functional as F
 from course.blocks import SqueezeExcitation, make_divisible_round
 from course.exercises import ExerciseFailed, check
 from course.measure import RatioResult, count_flops, count_params
-from course.models import MobileNetV3
+from course.models import MOBILENET_V3_SMALL, MobileNetV3
 from course.widgets import ch03_mobilenet_v3 as ch03
 
 
@@ -104,6 +107,16 @@ def test_max_deviation_known_values():
         ch03.max_deviation("tanh", "ReLU")
 
 
+def test_signed_gap_says_which_curve_is_below():
+    d, at = ch03.max_deviation("sigmoid", "h-sigmoid", 0.0, 8.0)
+    assert at == pytest.approx(1.317, abs=1e-3)
+    assert ch03.signed_gap("sigmoid", "h-sigmoid", at) == pytest.approx(-d)
+    assert ch03.signed_gap("sigmoid", "h-sigmoid", -at) == pytest.approx(d)
+    assert ch03.signed_gap("swish", "h-swish", -3.0) == pytest.approx(3 / (1 + math.exp(3)))
+    with pytest.raises(ValueError, match="b"):
+        ch03.signed_gap("ReLU", "tanh", 0.0)
+
+
 def test_course_hard_activations_equal_torch():
     from course.blocks import HardSigmoid, HardSwish
 
@@ -187,8 +200,8 @@ def test_model_rows_match_torchvision():
 # --------------------------------------------------------------------------- exercises
 
 
-def hswish_ok(x):
-    return x * F.relu6(x + 3) / 6
+def hswish_slope_ok(x):
+    return torch.where(x < -3, torch.zeros_like(x), torch.where(x > 3, torch.ones_like(x), x / 3 + 0.5))
 
 
 class SEok(nn.Module):
@@ -240,13 +253,15 @@ class SENotDone(nn.Module):
 
 
 def test_exercise_31():
-    check("3.1", hswish_ok)
-    check("3.1", nn.Hardswish())
-    for wrong, words in ((F.silu, "swish"), (lambda x: x * F.relu6(x + 3), "division by 6"),
-                         (F.hardsigmoid, "multiply by x"), (lambda x: x * F.relu(x + 3) / 6, "ReLU6"),
-                         (lambda x: x.mul_(2), "in place"), (lambda x: 3, "tensor")):
+    check("3.1", hswish_slope_ok)
+    sig = torch.sigmoid
+    for wrong, words in ((F.hardsigmoid, "product rule"), (lambda x: sig(x) * (1 + x * (1 - sig(x))), "swish"),
+                         (lambda x: x / 3 + 0.5, "outside"), (lambda x: x.mul_(2), "in place"),
+                         (lambda x: 3, "tensor"), (lambda x: hswish_slope_ok(x) * 0.9, "slope is")):
         with pytest.raises(ExerciseFailed, match=words):
             check("3.1", wrong)
+    with pytest.raises(ExerciseFailed, match="not done yet"):
+        check("3.1", SENotDone)
 
 
 def test_exercise_32():
@@ -263,9 +278,49 @@ def test_exercise_32():
         check("3.2", SENotDone)
 
 
+def se_parameters_ok(table, reduction=4):
+    squeeze = [(c.expanded, make_divisible_round(c.expanded // reduction, 8)) for c in table if c.use_se]
+    return sum(2 * e * s + e + s for e, s in squeeze)
+
+
 def test_exercise_33():
-    check("3.3", lambda e: make_divisible_round(e // 4, 8))
-    with pytest.raises(ExerciseFailed, match=r"squeeze_channels\(16\): expected 8, got 4"):
-        check("3.3", lambda e: e // 4)
-    with pytest.raises(ExerciseFailed, match="int"):
-        check("3.3", lambda e: e / 4)
+    check("3.3", se_parameters_ok)
+    in_network = sum(count_params(m) for m in MobileNetV3("small").modules() if isinstance(m, SqueezeExcitation))
+    assert se_parameters_ok(MOBILENET_V3_SMALL) == in_network
+    wrong = {
+        "biases": lambda t, r=4: sum(2 * c.expanded * make_divisible_round(c.expanded // r, 8) for c in t if c.use_se),
+        "rounded": lambda t, r=4: sum(2 * c.expanded * (c.expanded // r) + c.expanded + c.expanded // r
+                                      for c in t if c.use_se),
+        "use_se": lambda t, r=4: se_parameters_ok([dataclasses.replace(c, use_se=True) for c in t], r),
+        "int": lambda t, r=4: float(se_parameters_ok(t, r)),
+        "expected": lambda t, r=4: se_parameters_ok(t),
+    }
+    for words, fn in wrong.items():
+        with pytest.raises(ExerciseFailed, match=words):
+            check("3.3", fn)
+
+
+def last_stage_change_ok(expanded, projected, last, size):
+    removed = 9 * expanded + expanded * projected + projected * last
+    return size * size * removed - expanded * last, expanded * last - removed
+
+
+def test_exercise_34():
+    check("3.4", last_stage_change_ok)
+    madds, weights = last_stage_change_ok(960, 320, 1280, 7)
+    rows = {r["version"]: r for r in ch03.redesign_rows("last", measure=False)}
+    old, new = rows["original last stage"], rows["efficient last stage"]
+    # The parts' full counts differ from the pair by BN, biases and pooling only (under 0.1 M).
+    assert abs((old["MAdds (M)"] - new["MAdds (M)"]) - madds / 1e6) < 0.1
+    assert abs((new["params"] - old["params"]) - weights) < 1e4
+    wrong = {
+        "does not vanish": lambda e, p, l, s: (s * s * (9 * e + e * p + p * l), last_stage_change_ok(e, p, l, s)[1]),
+        "depthwise": lambda e, p, l, s: (s * s * (e * p + p * l) - e * l, last_stage_change_ok(e, p, l, s)[1]),
+        "new minus removed": lambda e, p, l, s: (last_stage_change_ok(e, p, l, s)[0],
+                                                 -last_stage_change_ok(e, p, l, s)[1]),
+        "pair": lambda e, p, l, s: last_stage_change_ok(e, p, l, s)[0],
+        "expected": lambda e, p, l, s: last_stage_change_ok(e, p, l, 7),
+    }
+    for words, fn in wrong.items():
+        with pytest.raises(ExerciseFailed, match=words):
+            check("3.4", fn)

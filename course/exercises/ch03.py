@@ -1,4 +1,5 @@
-"""Checks for chapter 03 (MobileNet V3): h-swish, the SE block, the SE squeeze width."""
+"""Checks for chapter 03 (MobileNet V3): h-swish's slope, the SE block, what SE costs a whole
+network, and what pooling before the last 1×1 layer saves."""
 
 from __future__ import annotations
 
@@ -7,8 +8,8 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..blocks import SqueezeExcitation, make_divisible_round
-from ..measure import count_params
-from ..models import MOBILENET_V3_LARGE, MOBILENET_V3_SMALL
+from ..measure import count_flops, count_params
+from ..models import MOBILENET_V3_LARGE, MOBILENET_V3_SMALL, BneckConfig, MobileNetV3
 from . import ExerciseFailed, exercise
 
 
@@ -18,35 +19,41 @@ def _as_tensor(out, what: str) -> torch.Tensor:
     return out
 
 
-@exercise("3.1", "h-swish from the formula", points=1)
-def _check_hswish(h_swish):
-    """h_swish(x) = x · ReLU6(x + 3) / 6, compared with F.hardswish on [-6, 6] and at the kinks."""
-    if not callable(h_swish):
-        raise ExerciseFailed(f"pass your function (or module), got {type(h_swish).__name__}")
-    kinks = torch.tensor([-3.0, 3.0, 0.0, -3.001, -2.999, 2.999, 3.001, -100.0, 100.0])
-    x = torch.cat([torch.linspace(-6, 6, 1201), kinks])
+def _hswish_slope(x: torch.Tensor) -> torch.Tensor:
+    """d/dx h-swish by autograd through ``F.hardswish``."""
+    x = x.detach().clone().requires_grad_(True)
+    F.hardswish(x).sum().backward()
+    return x.grad
+
+
+@exercise("3.1", "The slope of h-swish", points=1)
+def _check_hswish_grad(h_swish_grad):
+    """h_swish_grad(x) = d/dx [x · ReLU6(x + 3) / 6], compared with autograd away from the kinks at ±3."""
+    if not callable(h_swish_grad):
+        raise ExerciseFailed(f"pass your function, got {type(h_swish_grad).__name__}")
+    x = torch.cat([torch.linspace(-6, 6, 1201), torch.tensor([-100.0, -3.01, -2.99, 0.0, 2.99, 3.01, 100.0])])
+    x = x[(x.abs() - 3).abs() > 1e-3]
     keep = x.clone()
-    got = _as_tensor(h_swish(x), "h_swish(x)")
+    got = _as_tensor(h_swish_grad(x), "h_swish_grad(x)")
     if not torch.equal(x, keep):
-        raise ExerciseFailed("h_swish changed its input in place; return a new tensor (x is used "
-                             "elsewhere in the network, e.g. by the residual)")
+        raise ExerciseFailed("h_swish_grad changed its input in place; return a new tensor")
     if got.shape != x.shape:
         raise ExerciseFailed(f"output shape {tuple(got.shape)} should equal the input shape {tuple(x.shape)}")
-    want = F.hardswish(x)
+    want = _hswish_slope(x)
     err = (got - want).abs()
     if float(err.max()) > 1e-5:
         i = int(err.argmax())
         hint = ""
-        if torch.allclose(got, F.silu(x), atol=1e-5):
-            hint = " — that is swish x·sigmoid(x); h-swish replaces the sigmoid by ReLU6(x + 3) / 6"
-        elif torch.allclose(got, x * F.relu6(x + 3), atol=1e-4):
-            hint = " — missing the division by 6"
-        elif torch.allclose(got, F.hardsigmoid(x), atol=1e-5):
-            hint = " — that is h-sigmoid; multiply by x"
-        elif torch.allclose(got, x * F.relu(x + 3) / 6, atol=1e-5):
-            hint = " — ReLU instead of ReLU6: the gate must saturate at 1 for x > 3"
-        raise ExerciseFailed(f"at x = {float(x[i]):g} expected {float(want[i]):.6f}, got {float(got[i]):.6f}{hint}")
-    return f"matches F.hardswish at {x.numel():,} points in [-6, 6], the kinks at ±3 and ±100"
+        if torch.allclose(got, F.hardsigmoid(x), atol=1e-5):
+            hint = (" — that is h-sigmoid, the slope of x·g(x) only if g were constant; "
+                    "the product rule adds x·g'(x)")
+        elif torch.allclose(got, torch.sigmoid(x) * (1 + x * (1 - torch.sigmoid(x))), atol=1e-5):
+            hint = " — that is swish's slope; h-swish's is piecewise linear"
+        elif torch.allclose(got, x / 3 + 0.5, atol=1e-5):
+            hint = " — right between −3 and 3; outside, h-swish is 0 (x < −3) or x (x > 3)"
+        raise ExerciseFailed(f"at x = {float(x[i]):g} the slope is {float(want[i]):.6f} (autograd through "
+                             f"F.hardswish), you returned {float(got[i]):.6f}{hint}")
+    return f"matches autograd at {x.numel():,} points of [-6, 6] and at ±100"
 
 
 def _load_positionally(learner: nn.Module, reference: nn.Module) -> None:
@@ -132,20 +139,91 @@ def _check_se(se_cls):
     return f"squeeze widths {', '.join(details)}; parameters, gates and outputs match the reference"
 
 
-def _expanded_widths() -> list[int]:
-    """The tables' SE widths first, then a few that test the rounding rule's edges."""
-    return sorted({c.expanded for c in MOBILENET_V3_LARGE + MOBILENET_V3_SMALL if c.use_se}) + [8, 20, 1000]
+def reference_se_parameters(table, reduction: int = 4) -> int:
+    """Parameters of every SE block in a network built from ``table`` (BneckConfig rows), counted
+    on real ``SqueezeExcitation`` modules with squeeze width make_divisible_round(expanded // reduction, 8).
+    """
+    return sum(count_params(SqueezeExcitation(c.expanded, make_divisible_round(c.expanded // reduction, 8)))
+               for c in table if c.use_se)
 
 
-@exercise("3.3", "SE squeeze width for an expanded width", points=1)
-def _check_squeeze(squeeze_channels):
-    """squeeze_channels(expanded) = 1/4 of the expansion width, rounded to a multiple of 8 (torchvision)."""
-    for e in _expanded_widths():
-        want = make_divisible_round(e // 4, 8)
-        got = squeeze_channels(e)
+_ODD_TABLE = [BneckConfig(24, 5, 100, 24, True, "HS", 1), BneckConfig(24, 3, 36, 40, False, "RE", 2),
+              BneckConfig(40, 3, 44, 40, True, "RE", 1)]
+
+
+@exercise("3.3", "What SE costs a whole network", points=1)
+def _check_se_parameters(se_parameters):
+    """se_parameters(table, reduction) = the SE blocks' parameters over the rows that use SE."""
+    in_network = sum(count_params(m) for m in MobileNetV3("large").modules() if isinstance(m, SqueezeExcitation))
+    if in_network != reference_se_parameters(MOBILENET_V3_LARGE):
+        raise AssertionError("reference out of step with course.models.MobileNetV3")
+    cases = [(name, table, r) for name, table in (("MOBILENET_V3_LARGE", MOBILENET_V3_LARGE),
+                                                   ("MOBILENET_V3_SMALL", MOBILENET_V3_SMALL),
+                                                   ("a made-up table", _ODD_TABLE))
+             for r in (4, 2, 8, 16)]
+    for name, table, r in cases:
+        want = reference_se_parameters(table, r)
+        got = se_parameters(table, r)
         if isinstance(got, bool) or not isinstance(got, int):
-            raise ExerciseFailed(f"squeeze_channels({e}) should return an int, got {got!r}")
+            raise ExerciseFailed(f"se_parameters({name}, reduction={r}) should return an int, got {got!r}")
         if got != want:
-            hint = f" ({e} / 4 = {e / 4:g}, rounded to the nearest multiple of 8, at least 8)"
-            raise ExerciseFailed(f"squeeze_channels({e}): expected {want}, got {got}{hint}")
-    return f"{len(_expanded_widths())} widths match"
+            se_rows = [c for c in table if c.use_se]
+            squeeze = [make_divisible_round(c.expanded // r, 8) for c in se_rows]
+            hint = ""
+            if got == sum(2 * c.expanded * s for c, s in zip(se_rows, squeeze)):
+                hint = " — the two 1×1 convs have biases too (C + S numbers)"
+            elif got == sum(2 * c.expanded * (c.expanded // r) + c.expanded + c.expanded // r for c in se_rows):
+                hint = " — the squeeze width is rounded: make_divisible_round(expanded // reduction, 8)"
+            elif got == sum(2 * c.expanded * make_divisible_round(c.expanded // r, 8) + c.expanded
+                            + make_divisible_round(c.expanded // r, 8) for c in table):
+                hint = " — only rows with use_se carry an SE block"
+            raise ExerciseFailed(f"se_parameters({name}, reduction={r}): expected {want:,}, got {got:,}{hint}")
+    return f"{len(cases)} tables × reductions match SqueezeExcitation modules counted in course.blocks"
+
+
+def _layers_cost(layers: list[tuple[nn.Module, tuple[int, ...]]]) -> tuple[int, int]:
+    """(mult-adds by fvcore, weights) of bias-free conv/linear layers, each on its own input."""
+    return (sum(count_flops(m, size) for m, size in layers),
+            sum(m.weight.numel() for m, _ in layers))
+
+
+def reference_last_stage_change(expanded: int, projected: int, last: int, size: int,
+                                kernel: int = 3) -> tuple[int, int]:
+    """Fig. 5, counted on real layers: (mult-adds saved, weights added) when pooling moves before the
+    ``last``-wide layer and the depthwise + projection layers go. The shared 1×1 expansion, batch
+    norm, activations and pooling are left out.
+    """
+    pw = lambda a, b: nn.Conv2d(a, b, 1, bias=False)  # noqa: E731
+    original = [(nn.Conv2d(expanded, expanded, kernel, padding=kernel // 2, groups=expanded, bias=False),
+                 (1, expanded, size, size)),
+                (pw(expanded, projected), (1, expanded, size, size)),
+                (pw(projected, last), (1, projected, size, size))]
+    efficient = [(pw(expanded, last), (1, expanded, 1, 1))]
+    (old_madds, old_w), (new_madds, new_w) = _layers_cost(original), _layers_cost(efficient)
+    return old_madds - new_madds, new_w - old_w
+
+
+LAST_STAGE_CASES = [(960, 320, 1280, 7), (576, 96, 1024, 7), (960, 320, 1280, 10), (480, 160, 640, 4)]
+
+
+@exercise("3.4", "What pooling first saves", points=1)
+def _check_last_stage_change(last_stage_change):
+    for expanded, projected, last, size in LAST_STAGE_CASES:
+        want = reference_last_stage_change(expanded, projected, last, size)
+        call = f"last_stage_change(expanded={expanded}, projected={projected}, last={last}, size={size})"
+        got = last_stage_change(expanded, projected, last, size)
+        if not (isinstance(got, tuple) and len(got) == 2):
+            raise ExerciseFailed(f"{call} should return a pair (mult_adds_saved, weights_added), got {got!r}")
+        if got != want:
+            removed = 9 * expanded + expanded * projected + projected * last
+            hint = ""
+            if got[0] == size**2 * removed:
+                hint = (" — the last-wide layer does not vanish: it still runs, on the pooled 1×1 map, "
+                        "so subtract its expanded·last mult-adds")
+            elif got[0] == size**2 * (expanded * projected + projected * last) - expanded * last:
+                hint = " — the 3×3 depthwise conv on the expanded map goes away too"
+            elif got[1] == removed - expanded * last:
+                hint = " — weights added is new minus removed: the efficient stage has more weights"
+            raise ExerciseFailed(f"{call}: counted on real layers, expected {want}, got {got!r}{hint}")
+    return (f"{len(LAST_STAGE_CASES)} stages match fvcore on real layers; mult-adds saved grow as size², "
+            "weights added do not depend on it")

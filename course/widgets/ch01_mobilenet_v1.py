@@ -14,7 +14,6 @@ import torch
 from torch import nn
 
 from ..env import pick
-from ..tables import text_table  # re-exported: notebook 01 calls ch01.text_table
 from ..validate import check_int
 from ..viz import WidgetHandle, live_output, show_figure
 from ..measure import conv_cost, count_flops, flops_by_module, latency
@@ -36,7 +35,6 @@ __all__ = [
     "plot_multiplier_scaling",
     "cost_by_layer_type",
     "plot_layer_types",
-    "text_table",
     "cost_widget",
     "multiplier_widget",
 ]

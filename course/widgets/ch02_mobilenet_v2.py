@@ -9,14 +9,12 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import numpy as np
 
-from ..manifold import EMBED_DIMS, relu_roundtrip  # re-exported: notebook 02 calls ch02.relu_roundtrip
+from ..manifold import EMBED_DIMS, relu_roundtrip
 from ..memory import block_tensors
 from ..viz import WidgetHandle, live_output, show_figure
 
 __all__ = [
     "PAPER_V2",
-    "EMBED_DIMS",
-    "relu_roundtrip",
     "plot_roundtrip",
     "manifold_widget",
     "plot_block_tensors",

@@ -33,7 +33,6 @@ from ..models import (
     load_torchvision_weights,
     torchvision_reference,
 )
-from ..tables import text_table as format_table  # re-exported: notebook 03 calls ch03.format_table
 from ..validate import check_choice, check_int
 from ..viz import WidgetHandle, live_output, show_figure
 
@@ -41,7 +40,6 @@ __all__ = [
     "PAPER",
     "TORCHVISION",
     "WidgetHandle",
-    "format_table",
     "synthetic_image",
     "se_modules",
     "se_gates",
@@ -52,6 +50,7 @@ __all__ = [
     "ACTIVATIONS",
     "ACTIVATION_PAIRS",
     "max_deviation",
+    "signed_gap",
     "activation_widget",
     "ACTIVATION_IMPLS",
     "CostRow",
@@ -359,6 +358,14 @@ def max_deviation(a: str, b: str, lo: float = -8.0, hi: float = 8.0, n: int = 16
     d = (ACTIVATIONS[a](x) - ACTIVATIONS[b](x)).abs()
     i = int(d.argmax())
     return float(d[i]), float(x[i])
+
+
+def signed_gap(a: str, b: str, x: float) -> float:
+    """b(x) − a(x) in float64: negative where the ``b`` curve lies below ``a``."""
+    check_choice("a", a, tuple(ACTIVATIONS))
+    check_choice("b", b, tuple(ACTIVATIONS))
+    t = torch.tensor(float(x), dtype=torch.float64)
+    return float(ACTIVATIONS[b](t) - ACTIVATIONS[a](t))
 
 
 def activation_widget() -> WidgetHandle:
