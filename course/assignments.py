@@ -13,6 +13,7 @@ a notebook in a fresh kernel of this environment with ``COURSE_GRADE_REPORT`` se
 from __future__ import annotations
 
 import argparse
+import asyncio
 import copy
 import csv
 import json
@@ -155,6 +156,41 @@ def _current_env_kernel_manager():
     return CurrentEnvKernelManager
 
 
+SHELL_POLL_S = 0.02
+
+
+def _polling_client_class():
+    """nbclient's ``NotebookClient`` whose shell channel is polled every ``SHELL_POLL_S`` seconds.
+
+    nbclient waits for a cell's ``execute_reply`` with one ``get_msg(timeout=<cell timeout>)``;
+    after a cell whose output is an ipywidget, that wait sometimes misses a reply that has already
+    arrived, so the kernel sits idle while the client hangs until the cell timeout
+    (jupyter/nbclient#312). Asking the socket whether a message is ready, rather than waiting on
+    its file descriptor, picks the reply up.
+    """
+    from queue import Empty
+
+    from nbclient import NotebookClient
+
+    class PollingNotebookClient(NotebookClient):
+        async def async_start_new_kernel_client(self):
+            kc = await super().async_start_new_kernel_client()
+            channel = kc.shell_channel
+
+            async def get_msg(timeout=None):
+                deadline = None if timeout is None else time.monotonic() + timeout
+                while not await channel.msg_ready():
+                    if deadline is not None and time.monotonic() >= deadline:
+                        raise Empty
+                    await asyncio.sleep(SHELL_POLL_S)
+                return await channel._recv()
+
+            channel.get_msg = get_msg
+            return kc
+
+    return PollingNotebookClient
+
+
 def run_notebook(nb: nbformat.NotebookNode | Path | str, *, cwd: Path | str | None = None,
                  timeout: float | None = 600, quick: bool | None = True, allow_errors: bool = True,
                  env: dict[str, str] | None = None) -> tuple[nbformat.NotebookNode, Exception | None]:
@@ -164,7 +200,6 @@ def run_notebook(nb: nbformat.NotebookNode | Path | str, *, cwd: Path | str | No
     execution stops at the first failing cell and that ``CellExecutionError`` is returned.
     ``timeout`` is per cell: on expiry the kernel is interrupted and the next cells still run.
     """
-    from nbclient import NotebookClient
     from nbclient.exceptions import CellExecutionError, DeadKernelError
 
     if timeout is not None and not timeout > 0:
@@ -178,7 +213,7 @@ def run_notebook(nb: nbformat.NotebookNode | Path | str, *, cwd: Path | str | No
     if quick is not None:
         kernel_env["COURSE_QUICK"] = "1" if quick else "0"
     kernel_env.update(env or {})
-    client = NotebookClient(
+    client = _polling_client_class()(
         nb, timeout=timeout, allow_errors=allow_errors, interrupt_on_timeout=True,
         kernel_manager_class=_current_env_kernel_manager(), kernel_name="python3",
         resources={"metadata": {"path": str(cwd or Path.cwd())}})
