@@ -395,7 +395,7 @@ def test_ema_update_equals_the_per_tensor_loop():
 
 
 def test_auto_workers_leave_the_compute_threads_their_cores(monkeypatch):
-    from course.yolo.train import auto_workers
+    from course.yolo.train import MIN_WORKER_BATCHES, auto_workers
 
     cores = len(os.sched_getaffinity(0))
     cpu, cuda = torch.device("cpu"), torch.device("cuda", 0)
@@ -404,6 +404,7 @@ def test_auto_workers_leave_the_compute_threads_their_cores(monkeypatch):
     monkeypatch.setattr(torch, "get_num_threads", lambda: 1)
     assert auto_workers(16, cpu) == min(cores - 1, 8) == auto_workers(16, cuda)
     assert auto_workers(1, cpu) <= 1 and auto_workers(16, cpu, world=cores) == 0
+    assert auto_workers(16, cpu, batches=MIN_WORKER_BATCHES - 1) == 0  # worker start-up would cost more than it hides
 
 
 def test_hyp_presets_reach_the_loss_and_the_optimizer(tiny_data, tmp_path, one_thread):

@@ -52,6 +52,7 @@ from course.validate import check_int
 CALLBACK_EVENTS = ("on_train_start", "on_epoch_end", "on_train_end")
 MIN_WARMUP_ITERS = 100
 MAX_GRAD_NORM = 10.0
+MIN_WORKER_BATCHES = 4
 
 # The course's one training recipe on the shapes dataset, read by the CLI (``--recipe``),
 # ``benchmarks/yolo_full.py`` and chapter 6. Keys are ``make_shapes`` or ``train`` arguments, plus
@@ -199,7 +200,7 @@ def lr_factor(epochs: int, lrf: float, cos_lr: bool = False):
 
 
 def _merge_hyp(hyp) -> dict:
-    """hyp.scratch-low.yaml updated with the keys given (a preset name, a dict or a YAML path); unknown keys are errors."""
+    """hyp.scratch-low.yaml updated with a preset name, a dict or a YAML path of changes; unknown keys are errors."""
     from course.yolo.loss import load_hyp
 
     merged = load_hyp(None)
@@ -240,12 +241,16 @@ def _weights(model: nn.Module, ema: ModelEMA, epoch: int) -> dict:
                 ema={k: v.detach().clone() for k, v in ema.ema.state_dict().items()}, ema_updates=ema.updates)
 
 
-def auto_workers(batch_size: int, device: torch.device, world: int = 1) -> int:
+def auto_workers(batch_size: int, device: torch.device, world: int = 1, batches: int | None = None) -> int:
     """DataLoader workers for the cores compute leaves free, capped at the batch and 8 (as YOLOv5).
 
     On a CPU torch's intra-op threads do the compute, so a worker there only competes with them: on 2
-    cores with 2 threads the answer is 0 and loading stays in the main process. On CUDA one core feeds the GPU.
+    cores with 2 threads the answer is 0 and loading stays in the main process. On CUDA one core feeds
+    the GPU. Workers start afresh every epoch (~0.1 s each on a 2-core CPU), so a loader of fewer than
+    ``MIN_WORKER_BATCHES`` batches per epoch loads in the main process.
     """
+    if batches is not None and batches < MIN_WORKER_BATCHES:
+        return 0
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     compute = 1 if device.type == "cuda" else torch.get_num_threads()
     return max(0, min(cores // world - compute, batch_size, 8))
@@ -263,7 +268,7 @@ def train(cfg=None, data=None, epochs: int = 30, imgsz: int = 320, batch_size: i
           progress: bool = True, callbacks: dict | None = None, cos_lr: bool = False,
           ema_tau="auto", nbs: int = 64, cache: bool = False, save_period: int = 1, pretrained=None,
           freeze: int = 0, freeze_epochs: int | None = None) -> TrainResult:
-    """Train a ``DetectionModel`` on a YOLO-format dataset, from scratch or a pretrained backbone; see the module docstring.
+    """Train a ``DetectionModel`` on a YOLO dataset, from scratch or a pretrained backbone; see the module docstring.
 
     ``hyp``: a preset name in ``HYP_PRESETS`` ("scratch-low", YOLOv5's and the default; "small-data",
     the course's), a dict or a YAML path of changes to hyp.scratch-low. ``pretrained``: a course
@@ -349,16 +354,19 @@ def train(cfg=None, data=None, epochs: int = 30, imgsz: int = 320, batch_size: i
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda=lf)
     scaler = torch.amp.GradScaler("cuda", enabled=amp)
 
-    workers = auto_workers(batch_size // world, dev, world) if workers == "auto" else workers
+    def loader_workers(n_images: int, batch: int) -> int:
+        return auto_workers(batch, dev, world, batches=math.ceil(n_images / batch)) if workers == "auto" else workers
+
     train_set = YoloDataset(data_cfg["train"], imgsz, augment=True, hyp=hyp, nc=data_cfg["nc"], cache=cache)
-    train_loader = create_dataloader(train_set, batch_size // world, shuffle=True, workers=workers, seed=seed,
+    train_workers = loader_workers(math.ceil(len(train_set) / world), batch_size // world)
+    train_loader = create_dataloader(train_set, batch_size // world, shuffle=True, workers=train_workers, seed=seed,
                                      distributed=world > 1)
     nb = len(train_loader)
     val_loader = None
     if main_process:
         val_set = YoloDataset(data_cfg["val"], imgsz, augment=False, hyp=hyp, nc=data_cfg["nc"], cache=cache)
-        val_loader = create_dataloader(val_set, batch_size * 2, shuffle=False, workers=workers, seed=seed,
-                                       distributed=False)
+        val_loader = create_dataloader(val_set, batch_size * 2, shuffle=False, seed=seed, distributed=False,
+                                       workers=loader_workers(len(val_set), batch_size * 2))
 
     nw = max(round(hyp["warmup_epochs"] * nb), MIN_WARMUP_ITERS) if hyp["warmup_epochs"] > 0 else 0
     nw = min(nw, (epochs * nb) // 2)
@@ -390,7 +398,7 @@ def train(cfg=None, data=None, epochs: int = 30, imgsz: int = 320, batch_size: i
     model = wrap(model)
 
     run_config = _plain(dict(cfg=unwrap(model).yaml, data=str(data), epochs=epochs, imgsz=imgsz, batch_size=batch_size,
-                      hyp=hyp_run, seed=seed, cos_lr=cos_lr, ema_tau=ema_tau, nbs=nbs, workers=workers,
+                      hyp=hyp_run, seed=seed, cos_lr=cos_lr, ema_tau=ema_tau, nbs=nbs, workers=train_workers,
                       freeze=freeze, freeze_epochs=freeze_epochs,
                       pretrained=None if pretrained is None else str(pretrained) if isinstance(pretrained, (str, Path))
                       else type(pretrained).__name__,
@@ -405,7 +413,7 @@ def train(cfg=None, data=None, epochs: int = 30, imgsz: int = 320, batch_size: i
         if progress:
             print(f"Training {len(train_set)} images, {nb} batches/epoch, {epochs} epochs on {dev} "
                   f"(world {world}, accumulate {accumulate}, warm-up {nw} iters, EMA tau {tau:.0f}, "
-                  f"amp {amp}, {workers} workers" + (f", backbone layers 0-{freeze - 1} frozen" if frozen else "")
+                  f"amp {amp}, {train_workers} workers" + (f", backbone layers 0-{freeze - 1} frozen" if frozen else "")
                   + f") -> {save_dir}")
 
     t_start, train_time, images_seen, stopped, best_state = time.perf_counter(), 0.0, 0, False, None
@@ -533,8 +541,8 @@ def main(argv=None) -> TrainResult:
     parser.add_argument("--project", default="runs")
     parser.add_argument("--name", default="exp")
     parser.add_argument("--resume", action="store_true", help="continue project/name/weights/last.pt")
-    parser.add_argument("--workers", default="auto", type=_workers_arg, help="DataLoader workers: an int, or auto (the cores "
-                                                           "compute leaves free)")
+    parser.add_argument("--workers", default="auto", type=_workers_arg,
+                        help="DataLoader workers: an int, or auto (the cores compute leaves free)")
     parser.add_argument("--pretrained", help="a course classifier's .pt whose backbone weights start the detector")
     parser.add_argument("--freeze", type=int, default=0, help="backbone layers to freeze (0: none)")
     parser.add_argument("--freeze-epochs", type=int, help="unfreeze after this many epochs (default: never)")
