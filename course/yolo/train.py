@@ -68,7 +68,9 @@ RECIPES = {
         n_train=1000, n_val=100, imgsz=128, classes=("circle", "square", "triangle", "cross"),
         objects=(2, 6), size_range=(16.0, 64.0),
         # nbs = batch: no gradient accumulation, one optimizer step per batch (63 per epoch).
-        epochs=60, batch_size=16, nbs=16, cache=True, ema_tau="auto",
+        # workers=0: the main process loads, so a seed gives the same run whatever the thread count
+        # and load ("auto" workers depend on both).
+        epochs=60, batch_size=16, nbs=16, cache=True, ema_tau="auto", workers=0,
         hyp=dict(
             # scale_hyp multiplies cls by nc/80 * 3/nl = 0.05 for 4 classes, so YOLOv5's 0.5 would
             # become 0.025 and the class loss would hardly train; 2.0 makes it 0.1. Much more lets
@@ -88,7 +90,8 @@ RECIPES = {
     "quick": dict(
         n_train=16, n_val=8, imgsz=64, classes=("circle", "square", "triangle", "cross"),
         objects=(1, 3), size_range=(8.0, 32.0),
-        epochs=1, batch_size=8, nbs=8, cache=True, ema_tau="auto", hyp=dict(cls=2.0, lr0=0.05, warmup_epochs=2.0),
+        epochs=1, batch_size=8, nbs=8, cache=True, ema_tau="auto", workers=0,
+        hyp=dict(cls=2.0, lr0=0.05, warmup_epochs=2.0),
         threads="auto", time_budget_s=120,
     ),
 }
