@@ -1,4 +1,4 @@
-"""Chapter 03 (MobileNet V3): widget logic, redesigned layers, model table and exercise checks."""
+"""Chapter 03 (MobileNet V3): SE gates and cost, activations, redesigned layers, model table, widgets, exercises."""
 
 import dataclasses
 import math
@@ -12,6 +12,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from course import activations, se
+from course import mobilenet_v3_costs as v3costs
 from course.blocks import SqueezeExcitation, make_divisible_round
 from course.exercises import ExerciseFailed, check
 from course.measure import RatioResult, count_flops, count_params
@@ -23,33 +25,33 @@ from course.widgets import ch03_mobilenet_v3 as ch03
 
 
 def test_synthetic_image_is_normalised_and_kinds_differ():
-    imgs = {k: ch03.synthetic_image(k, 64) for k in ch03.IMAGE_KINDS}
+    imgs = {k: se.synthetic_image(k, 64) for k in se.IMAGE_KINDS}
     for img in imgs.values():
         assert img.shape == (1, 3, 64, 64)
         assert torch.allclose(img.mean((2, 3)), torch.zeros(1, 3), atol=1e-4)
     assert not torch.allclose(imgs["stripes"], imgs["rings"])
     with pytest.raises(ValueError, match="kind"):
-        ch03.synthetic_image("cat")
+        se.synthetic_image("cat")
     with pytest.raises(ValueError, match="size"):
-        ch03.synthetic_image("rings", 8)
+        se.synthetic_image("rings", 8)
 
 
 def test_se_gates_equal_the_modules_scale_on_its_input():
     torch.manual_seed(0)
-    model = ch03.calibrate_batchnorm(MobileNetV3("small"), ch03.synthetic_image("noise", 96)).eval()
+    model = se.calibrate_batchnorm(MobileNetV3("small"), se.synthetic_image("noise", 96)).eval()
     name = "features.1.block.1"
     captured = {}
     model.get_submodule(name).register_forward_hook(lambda m, i, o: captured.setdefault("x", i[0]))
-    x = ch03.synthetic_image("rings", 96)
+    x = se.synthetic_image("rings", 96)
     with torch.no_grad():
         model(x)
-    gates = ch03.se_gates(model, x, name)
+    gates = se.se_gates(model, x, name)
     want = model.get_submodule(name).scale(captured["x"])[0, :, 0, 0]
     assert gates.shape == (16,)
     assert torch.allclose(gates, want)
     assert float(gates.min()) >= 0 and float(gates.max()) <= 1
     with pytest.raises(ValueError, match="name"):
-        ch03.se_gates(model, x, "features.0")
+        se.se_gates(model, x, "features.0")
 
 
 def test_calibrated_gates_spread_and_depend_on_the_image():
@@ -65,17 +67,29 @@ def test_calibrated_gates_spread_and_depend_on_the_image():
 
 
 def test_se_cost_matches_formula_and_paper_ratio():
-    cost = ch03.se_cost("large", 10, 4)  # Table 1 row 11: 80 → 480 → 112, SE, 14×14
+    cost = se.se_cost("large", 10, 4)  # Table 1 row 11: 80 → 480 → 112, SE, 14×14
     c, s = 480, make_divisible_round(480 // 4, 8)
     assert cost["squeeze"] == s == 120
     assert cost["se_params"] == 2 * c * s + c + s
     assert cost["se_madds"] == count_flops(SqueezeExcitation(c, s), (1, c, 14, 14))
-    bigger = ch03.se_cost("large", 10, 1)
+    bigger = se.se_cost("large", 10, 1)
     assert bigger["se_params"] > cost["se_params"] and bigger["squeeze"] == 480
     with pytest.raises(ValueError, match="no SE"):
-        ch03.se_cost("large", 0, 4)
+        se.se_cost("large", 0, 4)
     with pytest.raises(ValueError, match="reduction"):
-        ch03.se_cost("large", 10, 3)
+        se.se_cost("large", 10, 3)
+
+
+def test_network_se_params_at_the_papers_ratio_are_the_networks_own():
+    model = MobileNetV3("small")
+    in_network = sum(count_params(m) for m in se.se_modules(model).values())
+    assert se.network_se_params("small", 4) == (in_network, count_params(model))
+    smaller, total = se.network_se_params("small", 16)
+    assert smaller < in_network and total == count_params(model) - in_network + smaller
+    with pytest.raises(ValueError, match="reduction"):
+        se.network_se_params("small", 3)
+    with pytest.raises(ValueError, match="mode"):
+        se.network_se_params("tiny", 4)
 
 
 def test_se_cost_widget_follows_the_slider():
@@ -96,25 +110,25 @@ def test_se_cost_widget_follows_the_slider():
 
 
 def test_max_deviation_known_values():
-    d, at = ch03.max_deviation("swish", "h-swish")
+    d, at = activations.max_deviation("swish", "h-swish")
     assert d == pytest.approx(0.1423, abs=1e-4) and abs(at) == pytest.approx(3.0, abs=1e-3)
-    d, _ = ch03.max_deviation("sigmoid", "h-sigmoid")
+    d, _ = activations.max_deviation("sigmoid", "h-sigmoid")
     assert d == pytest.approx(0.0692, abs=1e-4)
-    assert ch03.max_deviation("ReLU", "ReLU6", -5, 5)[0] == 0.0
+    assert activations.max_deviation("ReLU", "ReLU6", -5, 5)[0] == 0.0
     with pytest.raises(ValueError, match="lo < hi"):
-        ch03.max_deviation("ReLU", "ReLU6", 1, 1)
+        activations.max_deviation("ReLU", "ReLU6", 1, 1)
     with pytest.raises(ValueError, match="'a'|a must"):
-        ch03.max_deviation("tanh", "ReLU")
+        activations.max_deviation("tanh", "ReLU")
 
 
 def test_signed_gap_says_which_curve_is_below():
-    d, at = ch03.max_deviation("sigmoid", "h-sigmoid", 0.0, 8.0)
+    d, at = activations.max_deviation("sigmoid", "h-sigmoid", 0.0, 8.0)
     assert at == pytest.approx(1.317, abs=1e-3)
-    assert ch03.signed_gap("sigmoid", "h-sigmoid", at) == pytest.approx(-d)
-    assert ch03.signed_gap("sigmoid", "h-sigmoid", -at) == pytest.approx(d)
-    assert ch03.signed_gap("swish", "h-swish", -3.0) == pytest.approx(3 / (1 + math.exp(3)))
+    assert activations.signed_gap("sigmoid", "h-sigmoid", at) == pytest.approx(-d)
+    assert activations.signed_gap("sigmoid", "h-sigmoid", -at) == pytest.approx(d)
+    assert activations.signed_gap("swish", "h-swish", -3.0) == pytest.approx(3 / (1 + math.exp(3)))
     with pytest.raises(ValueError, match="b"):
-        ch03.signed_gap("ReLU", "tanh", 0.0)
+        activations.signed_gap("ReLU", "tanh", 0.0)
 
 
 def test_course_hard_activations_equal_torch():
@@ -133,63 +147,63 @@ def test_activation_widget_follows_controls():
     assert narrow < 0.1423 - 0.01
     handle.controls["pair"].value = "all six"
     assert len(handle.state()["max_deviation"]) == 3
-    assert handle.state()["names"] == list(ch03.ACTIVATIONS)
+    assert handle.state()["names"] == list(activations.ACTIVATIONS)
 
 
 def test_activation_costs_and_ratio_have_the_right_shape():
-    rows = ch03.activation_costs(4096, device="cpu", names=["ReLU (F.relu)", "h-swish fused (F.hardswish)"],
+    rows = activations.activation_costs(4096, device="cpu", names=["ReLU (F.relu)", "h-swish fused (F.hardswish)"],
                                  min_run_time=0.01)
     assert [r.name for r in rows] == ["ReLU (F.relu)", "h-swish fused (F.hardswish)"]
     for r in rows:
         assert r.ns_per_element == pytest.approx(r.result.median_ms * 1e6 / 4096)
         assert r.result.device == "cpu"
-    ratios = ch03.hswish_vs_swish(4096, device="cpu", rounds=2)
+    ratios = activations.hswish_vs_swish(4096, device="cpu", rounds=2)
     assert len(ratios) == 2 and all(v.ratio > 0 for v in ratios.values())
-    fused = ch03.fused_vs_formula(4096, device="cpu", rounds=2)
+    fused = activations.fused_vs_formula(4096, device="cpu", rounds=2)
     assert fused.rounds == 2 and fused.q1 <= fused.ratio <= fused.q3
     with pytest.raises(ValueError, match="names"):
-        ch03.activation_costs(10, names=["gelu"])
+        activations.activation_costs(10, names=["gelu"])
     with pytest.raises(ValueError, match="numel"):
-        ch03.activation_costs(0)
+        activations.activation_costs(0)
 
 
 def test_verdict_reads_the_iqr():
     mk = lambda r, q1, q3: RatioResult(r, q1, q3, 10, 1.0, 1.0)  # noqa: E731
-    assert ch03.verdict(mk(0.7, 0.65, 0.8)).startswith("h-swish is cheaper")
-    assert "NOT cheaper" in ch03.verdict(mk(1.5, 1.3, 1.6))
-    assert ch03.verdict(mk(0.98, 0.9, 1.1)).startswith("no clear difference")
+    assert activations.verdict(mk(0.7, 0.65, 0.8)).startswith("h-swish is cheaper")
+    assert "NOT cheaper" in activations.verdict(mk(1.5, 1.3, 1.6))
+    assert activations.verdict(mk(0.98, 0.9, 1.1)).startswith("no clear difference")
 
 
 # --------------------------------------------------------------------------- redesigned layers
 
 
 def test_redesign_savings_are_computed_and_near_the_paper():
-    last = ch03.redesign_rows("last", measure=False)
+    last = v3costs.redesign_rows("last", measure=False)
     old, new, saving, paper = last
     assert old["MAdds (M)"] > new["MAdds (M)"]
     assert saving["MAdds (M)"] == pytest.approx(old["MAdds (M)"] - new["MAdds (M)"])
     assert 25 < saving["MAdds (M)"] < 40 and paper["MAdds (M)"] == 30
-    first = ch03.redesign_rows("first", measure=False)
+    first = v3costs.redesign_rows("first", measure=False)
     assert first[0]["params"] > first[2]["params"]
     assert 8 < first[3]["MAdds (M)"] < 13 and first[4]["MAdds (M)"] == 10
     with pytest.raises(ValueError, match="part"):
-        ch03.redesign_rows("middle")
+        v3costs.redesign_rows("middle")
 
 
 def test_redesign_rows_measure_latency():
-    rows = ch03.redesign_rows("last", measure=True, network=False, min_run_time=0.01)
+    rows = v3costs.redesign_rows("last", measure=True, network=False, min_run_time=0.01)
     assert all(r["part ms"] > 0 for r in rows[:2]) and "network ms" not in rows[0]
 
 
 def test_network_ratio_reads_new_over_old():
     small, large = MobileNetV3("small"), MobileNetV3("large")
-    r = ch03._network_ratio(large, small, rounds=2)
+    r = v3costs._network_ratio(large, small, rounds=2)
     assert r.rounds == 2 and r.median_a_ms > 0 and r.median_b_ms > 0
     assert r.q1 <= r.ratio <= r.q3
 
 
 def test_model_rows_match_torchvision():
-    rows = ch03.model_rows(measure=False)
+    rows = v3costs.model_rows(measure=False)
     large, small = rows
     assert large["params"] == large["torchvision params"] == 5_483_032
     assert small["params"] == small["torchvision params"] == 2_542_856
@@ -308,7 +322,7 @@ def last_stage_change_ok(expanded, projected, last, size):
 def test_exercise_34():
     check("3.4", last_stage_change_ok)
     madds, weights = last_stage_change_ok(960, 320, 1280, 7)
-    rows = {r["version"]: r for r in ch03.redesign_rows("last", measure=False)}
+    rows = {r["version"]: r for r in v3costs.redesign_rows("last", measure=False)}
     old, new = rows["original last stage"], rows["efficient last stage"]
     # The parts' full counts differ from the pair by BN, biases and pooling only (under 0.1 M).
     assert abs((old["MAdds (M)"] - new["MAdds (M)"]) - madds / 1e6) < 0.1

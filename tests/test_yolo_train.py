@@ -370,3 +370,115 @@ def test_cli_makes_the_gpu_current_before_the_first_nccl_collective(tmp_path, fa
     monkeypatch.setenv("LOCAL_RANK", "1")
     T.main(["--cfg", "yolov5n.yaml", "--shapes", str(tmp_path / "shapes"), "--device", "cuda", "--quiet"])
     assert events == [1, "init nccl", "barrier", "train", "destroy"]
+
+
+def test_ema_update_equals_the_per_tensor_loop():
+    """The _foreach update does a per-tensor loop's arithmetic: BatchNorm buffers included, counters left alone."""
+    torch.manual_seed(0)
+    model = DetectionModel("yolov5n.yaml", nc=4)
+    ema = ModelEMA(model, tau=3)
+    expected = {k: v.clone() for k, v in ema.ema.state_dict().items()}
+    for _ in range(3):
+        model.train()(torch.rand(2, 3, 64, 64))  # moves the BatchNorm running statistics
+        with torch.no_grad():
+            for p in model.parameters():
+                p.add_(torch.randn_like(p))
+        ema.update(model)
+        d = ema.decay()
+        for k, v in model.state_dict().items():
+            if v.dtype.is_floating_point:
+                expected[k].mul_(d).add_(v, alpha=1 - d)
+    got = ema.ema.state_dict()
+    assert not _state_equal(expected, got)
+    assert not torch.equal(got["model.0.bn.running_mean"], DetectionModel("yolov5n.yaml", nc=4).state_dict()[
+        "model.0.bn.running_mean"])
+
+
+def test_auto_workers_leave_the_compute_threads_their_cores(monkeypatch):
+    from course.yolo.train import MIN_WORKER_BATCHES, auto_workers
+
+    cores = len(os.sched_getaffinity(0))
+    cpu, cuda = torch.device("cpu"), torch.device("cuda", 0)
+    monkeypatch.setattr(torch, "get_num_threads", lambda: cores)
+    assert auto_workers(16, cpu) == 0
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 1)
+    assert auto_workers(16, cpu) == min(cores - 1, 8) == auto_workers(16, cuda)
+    assert auto_workers(1, cpu) <= 1 and auto_workers(16, cpu, world=cores) == 0
+    assert auto_workers(16, cpu, batches=MIN_WORKER_BATCHES - 1) == 0  # worker start-up would cost more than it hides
+
+
+def test_hyp_presets_reach_the_loss_and_the_optimizer(tiny_data, tmp_path, one_thread):
+    from course.yolo.train import HYP_PRESETS
+
+    assert _merge_hyp("scratch-low") == _merge_hyp(None)
+    with pytest.raises(ValueError, match=r"preset in \['scratch-low', 'small-data'\].*'small'"):
+        _merge_hyp("small")
+    preset = HYP_PRESETS["small-data"]
+    assert preset == RECIPES["full"]["hyp"] and _merge_hyp("small-data") == {**_merge_hyp(None), **preset}
+    result = train("yolov5n.yaml", tiny_data, epochs=1, imgsz=64, batch_size=4, device="cpu", workers=0,
+                   hyp="small-data", project=tmp_path, name="preset", progress=False)
+    ckpt = torch.load(result.last, weights_only=True)
+    assert ckpt["config"]["hyp"]["lr0"] == preset["lr0"] == 0.05
+    assert [g["initial_lr"] for g in ckpt["optimizer"]["param_groups"]] == [preset["lr0"]] * 3
+    used = yaml.safe_load((tmp_path / "preset" / "hyp.yaml").read_text())  # what ComputeLoss was given
+    assert used["cls"] == pytest.approx(preset["cls"] * 4 / 80)  # scale_hyp: nc/80 for 4 classes, 3 levels
+    assert used["scale"] == preset["scale"] and used["warmup_epochs"] == preset["warmup_epochs"]
+
+
+def test_pretrained_backbone_starts_training_and_stays_frozen(tiny_data, tmp_path, one_thread, capsys):
+    """Layers 0-5 of 12 frozen for epoch 0 only: after it they still hold the classifier's weights, the
+    unfrozen backbone layers 6-11 (loaded too) have moved; after epoch 1 the frozen ones have moved as well."""
+    from course.models import build_model, randomize_batchnorm
+
+    torch.manual_seed(1)
+    classifier = randomize_batchnorm(build_model("mobilenet_v3_small"), seed=1)
+    path = tmp_path / "classifier.pt"
+    torch.save(classifier.state_dict(), path)
+    src = classifier.state_dict()
+    snapshots = []
+
+    def keep_checkpoint(epoch, metrics):  # runs before this epoch's save: last.pt holds the previous epoch's
+        if epoch == 1:
+            snapshots.append(torch.load(tmp_path / "pre/weights/last.pt", weights_only=True)["model"])
+
+    result = train("yolov5n-mobilenetv3small.yaml", tiny_data, epochs=2, imgsz=64, batch_size=4, device="cpu",
+                   workers=0, pretrained=path, freeze=6, freeze_epochs=1, project=tmp_path, name="pre",
+                   progress=True, callbacks={"on_epoch_end": keep_checkpoint})
+    assert "loaded" in capsys.readouterr().out  # load_backbone's report
+    after_frozen_epoch, final = snapshots[0], dict(result.model.state_dict())
+    from course.yolo.pretrained import load_backbone
+
+    pairs = load_backbone(DetectionModel("yolov5n-mobilenetv3small.yaml", nc=4), src, verbose=False).loaded
+    params = {k for k, _ in result.model.named_parameters()}
+    frozen = [(d, s) for d, s in pairs if d in params and int(d.split(".")[1]) < 6]
+    trained = [(d, s) for d, s in pairs if d in params and int(d.split(".")[1]) >= 6]
+    assert frozen and trained
+    assert all(torch.equal(after_frozen_epoch[d], src[s]) for d, s in frozen)
+    assert any(not torch.equal(after_frozen_epoch[d], src[s]) for d, s in trained)
+    assert any(not torch.equal(final[d], src[s]) for d, s in frozen), "unfreezing after epoch 0 did not happen"
+    assert all(p.requires_grad for p in result.model.parameters())
+    config = torch.load(result.last, weights_only=True)["config"]
+    assert (config["freeze"], config["freeze_epochs"], config["pretrained"]) == (6, 1, str(path))
+
+
+def test_cli_passes_presets_pretrained_and_freeze(tiny_data, monkeypatch):
+    import course.yolo.train as T
+
+    seen = {}
+    monkeypatch.setattr(T, "train", functools.wraps(T.train)(lambda *a, **kw: seen.update(kw)))
+    T.main(["--cfg", "yolov5n.yaml", "--data", str(tiny_data), "--hyp", "small-data", "--pretrained", "c.pt",
+            "--freeze", "3", "--freeze-epochs", "2", "--workers", "1", "--quiet"])
+    assert (seen["hyp"], seen["pretrained"], seen["freeze"], seen["freeze_epochs"], seen["workers"]) == (
+        "small-data", "c.pt", 3, 2, 1)
+    seen.clear()
+    T.main(["--cfg", "yolov5n.yaml", "--data", str(tiny_data), "--quiet"])
+    assert (seen["workers"], seen["freeze"], seen["pretrained"]) == ("auto", 0, None) and "hyp" not in seen
+    with pytest.raises(SystemExit):
+        T.main(["--cfg", "yolov5n.yaml", "--data", str(tiny_data), "--workers", "many"])
+
+
+def test_bad_freeze_and_workers_raise_before_training(tiny_data, tmp_path):
+    for kwargs, match in ((dict(freeze=11), r"freeze must be an int in 0\.\.10"), (dict(freeze=True), "freeze"),
+                          (dict(freeze=2, freeze_epochs=0), "freeze_epochs"), (dict(workers="many"), "workers")):
+        with pytest.raises(ValueError, match=match):
+            train("yolov5n.yaml", tiny_data, project=tmp_path, **kwargs)

@@ -55,9 +55,11 @@ class ModelEMA:
 
     @torch.no_grad()
     def update(self, model: nn.Module) -> None:
+        """One ``_foreach`` pass over the float tensors: a per-tensor loop's arithmetic, in fewer calls."""
         self.updates += 1
         d = self.decay()
         msd = unwrap(model).state_dict()
-        for k, v in self.ema.state_dict().items():
-            if v.dtype.is_floating_point:
-                v.mul_(d).add_(msd[k].detach(), alpha=1 - d)
+        pairs = [(v, msd[k].detach()) for k, v in self.ema.state_dict().items() if v.dtype.is_floating_point]
+        ema = [v for v, _ in pairs]
+        torch._foreach_mul_(ema, d)
+        torch._foreach_add_(ema, [m for _, m in pairs], alpha=1 - d)

@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 import yaml
+from torch.profiler import record_function
 
 from .common import Detect
 from .model import CFG_DIR, DetectionModel
@@ -172,7 +173,8 @@ class ComputeLoss:
         self._check(p, targets)
         h, dev = self.hyp, p[0].device
         lbox, lobj, lcls = (torch.zeros(1, device=dev) for _ in range(3))
-        tcls, tbox, indices, anch = self.build_targets(p, targets.to(dev))
+        with record_function("loss/build_targets"):
+            tcls, tbox, indices, anch = self.build_targets(p, targets.to(dev))
 
         for i, pi in enumerate(p):
             b, a, gj, gi = indices[i]

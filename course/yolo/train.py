@@ -17,6 +17,10 @@ The recipe (``ultralytics/yolov5:train.py``, ``data/hyps/hyp.scratch-low.yaml``)
 Run ``python -m course.yolo.train --cfg yolov5n.yaml --data data.yaml --epochs 30 --imgsz 320``,
 or the same under ``torchrun --nproc_per_node=N`` for DistributedDataParallel;
 ``--recipe full --shapes DIR`` trains on the course's recipe (``RECIPES``, shared with chapter 6).
+``--hyp small-data`` takes the course recipe's hyperparameters for your own small dataset
+(``HYP_PRESETS``; the default is YOLOv5's ``scratch-low``). ``--cfg yolov5n-mobilenetv3small.yaml
+--pretrained CLASSIFIER.pt --freeze 12 --freeze-epochs 5`` starts the swapped backbone (12 rows) from
+a course classifier, frozen for the first 5 epochs.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ import torch
 import torch.distributed as dist
 import yaml
 from torch import nn
+from torch.profiler import record_function
 from tqdm.auto import tqdm
 
 from course.device import select_device
@@ -47,6 +52,7 @@ from course.validate import check_int
 CALLBACK_EVENTS = ("on_train_start", "on_epoch_end", "on_train_end")
 MIN_WARMUP_ITERS = 100
 MAX_GRAD_NORM = 10.0
+MIN_WORKER_BATCHES = 4
 
 # The course's one training recipe on the shapes dataset, read by the CLI (``--recipe``),
 # ``benchmarks/yolo_full.py`` and chapter 6. Keys are ``make_shapes`` or ``train`` arguments, plus
@@ -62,7 +68,9 @@ RECIPES = {
         n_train=1000, n_val=100, imgsz=128, classes=("circle", "square", "triangle", "cross"),
         objects=(2, 6), size_range=(16.0, 64.0),
         # nbs = batch: no gradient accumulation, one optimizer step per batch (63 per epoch).
-        epochs=60, batch_size=16, nbs=16, cache=True, ema_tau="auto",
+        # workers=0: the main process loads, so a seed gives the same run whatever the thread count
+        # and load ("auto" workers depend on both).
+        epochs=60, batch_size=16, nbs=16, cache=True, ema_tau="auto", workers=0,
         hyp=dict(
             # scale_hyp multiplies cls by nc/80 * 3/nl = 0.05 for 4 classes, so YOLOv5's 0.5 would
             # become 0.025 and the class loss would hardly train; 2.0 makes it 0.1. Much more lets
@@ -82,11 +90,18 @@ RECIPES = {
     "quick": dict(
         n_train=16, n_val=8, imgsz=64, classes=("circle", "square", "triangle", "cross"),
         objects=(1, 3), size_range=(8.0, 32.0),
-        epochs=1, batch_size=8, nbs=8, cache=True, ema_tau="auto", hyp=dict(cls=2.0, lr0=0.05, warmup_epochs=2.0),
+        epochs=1, batch_size=8, nbs=8, cache=True, ema_tau="auto", workers=0,
+        hyp=dict(cls=2.0, lr0=0.05, warmup_epochs=2.0),
         threads="auto", time_budget_s=120,
     ),
 }
 RUN_KEYS = ("threads", "time_budget_s")  # for the runner: thread count ("auto" or int), cap per detector
+
+# Named hyperparameter presets for ``train(hyp=...)`` and ``--hyp``: changes to hyp.scratch-low.yaml.
+# "scratch-low" is YOLOv5's own file, the default. "small-data" is the course's recipe above (the
+# reasons are beside its values): a stronger class-loss gain for a handful of classes, lr0 0.05,
+# a 2-epoch warm-up and +-25 % zoom, for runs of a few thousand optimizer steps on ~1000 images.
+HYP_PRESETS = {"scratch-low": {}, "small-data": RECIPES["full"]["hyp"]}
 
 
 @dataclass
@@ -186,16 +201,22 @@ def lr_factor(epochs: int, lrf: float, cos_lr: bool = False):
 
 
 def _merge_hyp(hyp) -> dict:
-    """hyp.scratch-low.yaml updated with the keys given (a dict or a YAML path); unknown keys are errors."""
+    """hyp.scratch-low.yaml updated with a preset name, a dict or a YAML path of changes; unknown keys are errors."""
     from course.yolo.loss import load_hyp
 
     merged = load_hyp(None)
     if hyp is None:
         return merged
-    if isinstance(hyp, (str, Path)):
+    if isinstance(hyp, str) and hyp in HYP_PRESETS:
+        hyp = copy.deepcopy(HYP_PRESETS[hyp])
+    elif isinstance(hyp, (str, Path)):
+        if not Path(hyp).is_file():
+            raise ValueError(f"hyp must be a preset in {sorted(HYP_PRESETS)}, a dict or a YAML path; got {str(hyp)!r}, "
+                             "which is neither a preset nor a file")
         hyp = yaml.safe_load(Path(hyp).read_text())
     if not isinstance(hyp, dict):
-        raise ValueError(f"hyp must be None, a dict or a YAML path, got {type(hyp).__name__}")
+        raise ValueError(f"hyp must be None, a preset in {sorted(HYP_PRESETS)}, a dict or a YAML path, "
+                         f"got {type(hyp).__name__}")
     unknown = sorted(set(hyp) - set(merged))
     if unknown:
         raise ValueError(f"hyp has unknown keys {unknown}; allowed: {sorted(merged)}")
@@ -221,6 +242,21 @@ def _weights(model: nn.Module, ema: ModelEMA, epoch: int) -> dict:
                 ema={k: v.detach().clone() for k, v in ema.ema.state_dict().items()}, ema_updates=ema.updates)
 
 
+def auto_workers(batch_size: int, device: torch.device, world: int = 1, batches: int | None = None) -> int:
+    """DataLoader workers for the cores compute leaves free, capped at the batch and 8 (as YOLOv5).
+
+    On a CPU torch's intra-op threads do the compute, so a worker there only competes with them: on 2
+    cores with 2 threads the answer is 0 and loading stays in the main process. On CUDA one core feeds
+    the GPU. Workers start afresh every epoch (~0.1 s each on a 2-core CPU), so a loader of fewer than
+    ``MIN_WORKER_BATCHES`` batches per epoch loads in the main process.
+    """
+    if batches is not None and batches < MIN_WORKER_BATCHES:
+        return 0
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    compute = 1 if device.type == "cuda" else torch.get_num_threads()
+    return max(0, min(cores // world - compute, batch_size, 8))
+
+
 def _checkpoint_path(resume, save_dir: Path) -> Path:
     path = save_dir / "weights" / "last.pt" if resume is True else Path(resume)
     if not path.is_file():
@@ -229,14 +265,24 @@ def _checkpoint_path(resume, save_dir: Path) -> Path:
 
 
 def train(cfg=None, data=None, epochs: int = 30, imgsz: int = 320, batch_size: int = 16, hyp=None,
-          device="auto", seed: int = 0, project="runs", name: str = "exp", resume=False, workers: int = 0,
+          device="auto", seed: int = 0, project="runs", name: str = "exp", resume=False, workers="auto",
           progress: bool = True, callbacks: dict | None = None, cos_lr: bool = False,
-          ema_tau="auto", nbs: int = 64, cache: bool = False, save_period: int = 1) -> TrainResult:
-    """Train a ``DetectionModel`` from scratch on a YOLO-format dataset; see the module docstring.
+          ema_tau="auto", nbs: int = 64, cache: bool = False, save_period: int = 1, pretrained=None,
+          freeze: int = 0, freeze_epochs: int | None = None) -> TrainResult:
+    """Train a ``DetectionModel`` on a YOLO dataset, from scratch or a pretrained backbone; see the module docstring.
+
+    ``hyp``: a preset name in ``HYP_PRESETS`` ("scratch-low", YOLOv5's and the default; "small-data",
+    the course's), a dict or a YAML path of changes to hyp.scratch-low. ``pretrained``: a course
+    classifier (module, state dict or ``.pt`` path) whose backbone weights ``pretrained.load_backbone``
+    copies in (its report is printed). ``freeze``: the first ``freeze`` backbone layers get no gradients
+    (as YOLOv5's ``--freeze``; BatchNorm statistics still update) for the first ``freeze_epochs`` epochs,
+    or the whole run when ``freeze_epochs`` is None. ``workers="auto"`` picks ``auto_workers``; a given
+    seed reproduces a run for a given worker count. On a CPU the model trains in channels-last layout
+    (faster convolutions; float rounding differs from the default layout).
 
     ``resume=True`` continues ``project/name/weights/last.pt`` exactly (a path also works); the run's
-    cfg, data, epochs, imgsz, batch_size, hyp, seed, cos_lr, ema_tau and nbs then come from the
-    checkpoint. ``callbacks`` maps ``on_train_start(info)``, ``on_epoch_end(epoch, metrics)`` (return
+    cfg, data, epochs, imgsz, batch_size, hyp, seed, cos_lr, ema_tau, nbs, freeze and freeze_epochs
+    then come from the checkpoint. ``callbacks`` maps ``on_train_start(info)``, ``on_epoch_end(epoch, metrics)`` (return
     True to stop after this epoch; ``last.pt`` is then saved) and ``on_train_end(result)``; they
     run on rank 0 only. Checkpoints are written every ``save_period`` epochs and at the end (the best
     weights are held in memory in between): writing ~20 MB per epoch dominates tiny runs. ``ema_tau="auto"`` picks the EMA ramp from the run length (``ema.auto_tau``).
@@ -245,6 +291,7 @@ def train(cfg=None, data=None, epochs: int = 30, imgsz: int = 320, batch_size: i
     from course.yolo.data import YoloDataset, create_dataloader, load_data_config
     from course.yolo.loss import ComputeLoss, scale_hyp
     from course.yolo.model import DetectionModel, load_cfg
+    from course.yolo.pretrained import freeze_backbone, load_backbone, unfreeze
     from course.yolo.val import evaluate
 
     save_dir = Path(project) / name
@@ -254,12 +301,19 @@ def train(cfg=None, data=None, epochs: int = 30, imgsz: int = 320, batch_size: i
         run = ckpt["config"]
         cfg, data, epochs, imgsz, batch_size = run["cfg"], run["data"], run["epochs"], run["imgsz"], run["batch_size"]
         hyp, seed, cos_lr, ema_tau, nbs = run["hyp"], run["seed"], run["cos_lr"], run["ema_tau"], run["nbs"]
+        freeze, freeze_epochs, pretrained = run.get("freeze", 0), run.get("freeze_epochs"), None
     if cfg is None or data is None:
         raise ValueError(f"cfg and data are required unless resume is set, got cfg={cfg!r}, data={data!r}")
     cfg = load_cfg(cfg)
     for arg, value in (("epochs", epochs), ("batch_size", batch_size), ("nbs", nbs), ("save_period", save_period)):
         check_int(arg, value)
-    check_int("workers", workers, low=0)
+    if workers != "auto":
+        check_int("workers", workers, low=0)
+    n_backbone = len(cfg["backbone"])
+    if isinstance(freeze, bool) or not isinstance(freeze, int) or not 0 <= freeze <= n_backbone:
+        raise ValueError(f"freeze must be an int in 0..{n_backbone} (the backbone layers of this cfg), got {freeze!r}")
+    if freeze_epochs is not None:
+        check_int("freeze_epochs", freeze_epochs)
     check_int("seed", seed, low=0)
     check_int("imgsz", imgsz, low=32)
     if imgsz % 32:
@@ -281,7 +335,11 @@ def train(cfg=None, data=None, epochs: int = 30, imgsz: int = 320, batch_size: i
     amp = dev.type == "cuda"
 
     seed_everything(seed)
-    model = DetectionModel(cfg, ch=3, nc=data_cfg["nc"]).to(dev)
+    model = DetectionModel(cfg, ch=3, nc=data_cfg["nc"])
+    if pretrained is not None:
+        load_backbone(model, pretrained, verbose=progress and main_process)
+    memory_format = torch.channels_last if dev.type == "cpu" else torch.preserve_format
+    model = model.to(dev, memory_format=memory_format)
     max_stride = int(max(model.stride))
     if imgsz % max_stride:
         raise ValueError(f"imgsz must be a multiple of the model's largest stride {max_stride}, got {imgsz}")
@@ -297,15 +355,19 @@ def train(cfg=None, data=None, epochs: int = 30, imgsz: int = 320, batch_size: i
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda=lf)
     scaler = torch.amp.GradScaler("cuda", enabled=amp)
 
+    def loader_workers(n_images: int, batch: int) -> int:
+        return auto_workers(batch, dev, world, batches=math.ceil(n_images / batch)) if workers == "auto" else workers
+
     train_set = YoloDataset(data_cfg["train"], imgsz, augment=True, hyp=hyp, nc=data_cfg["nc"], cache=cache)
-    train_loader = create_dataloader(train_set, batch_size // world, shuffle=True, workers=workers, seed=seed,
+    train_workers = loader_workers(math.ceil(len(train_set) / world), batch_size // world)
+    train_loader = create_dataloader(train_set, batch_size // world, shuffle=True, workers=train_workers, seed=seed,
                                      distributed=world > 1)
     nb = len(train_loader)
     val_loader = None
     if main_process:
         val_set = YoloDataset(data_cfg["val"], imgsz, augment=False, hyp=hyp, nc=data_cfg["nc"], cache=cache)
-        val_loader = create_dataloader(val_set, batch_size * 2, shuffle=False, workers=workers, seed=seed,
-                                       distributed=False)
+        val_loader = create_dataloader(val_set, batch_size * 2, shuffle=False, seed=seed, distributed=False,
+                                       workers=loader_workers(len(val_set), batch_size * 2))
 
     nw = max(round(hyp["warmup_epochs"] * nb), MIN_WARMUP_ITERS) if hyp["warmup_epochs"] > 0 else 0
     nw = min(nw, (epochs * nb) // 2)
@@ -324,11 +386,23 @@ def train(cfg=None, data=None, epochs: int = 30, imgsz: int = 320, batch_size: i
         start_epoch, best_fitness, history = ckpt["epoch"] + 1, ckpt["best_fitness"], list(ckpt["history"])
         if start_epoch >= epochs:
             raise ValueError(f"resume: {save_dir} already finished all {epochs} epochs")
-    if world > 1:
-        model = nn.parallel.DistributedDataParallel(model, device_ids=[dev.index] if dev.type == "cuda" else None)
+    frozen = bool(freeze) and (freeze_epochs is None or start_epoch < freeze_epochs)
+    if frozen:
+        freeze_backbone(model, freeze)
+
+    def wrap(module):
+        """DDP reduces the gradients of the parameters that train when it is built: build it again on unfreezing."""
+        if world == 1:
+            return module
+        return nn.parallel.DistributedDataParallel(module, device_ids=[dev.index] if dev.type == "cuda" else None)
+
+    model = wrap(model)
 
     run_config = _plain(dict(cfg=unwrap(model).yaml, data=str(data), epochs=epochs, imgsz=imgsz, batch_size=batch_size,
-                      hyp=hyp_run, seed=seed, cos_lr=cos_lr, ema_tau=ema_tau, nbs=nbs,
+                      hyp=hyp_run, seed=seed, cos_lr=cos_lr, ema_tau=ema_tau, nbs=nbs, workers=train_workers,
+                      freeze=freeze, freeze_epochs=freeze_epochs,
+                      pretrained=None if pretrained is None else str(pretrained) if isinstance(pretrained, (str, Path))
+                      else type(pretrained).__name__,
                       names=[data_cfg["names"][i] for i in range(data_cfg["nc"])], nc=data_cfg["nc"]))
     weights_dir = save_dir / "weights"
     last, best = weights_dir / "last.pt", weights_dir / "best.pt"
@@ -340,7 +414,8 @@ def train(cfg=None, data=None, epochs: int = 30, imgsz: int = 320, batch_size: i
         if progress:
             print(f"Training {len(train_set)} images, {nb} batches/epoch, {epochs} epochs on {dev} "
                   f"(world {world}, accumulate {accumulate}, warm-up {nw} iters, EMA tau {tau:.0f}, "
-                  f"amp {amp}) -> {save_dir}")
+                  f"amp {amp}, {train_workers} workers" + (f", backbone layers 0-{freeze - 1} frozen" if frozen else "")
+                  + f") -> {save_dir}")
 
     t_start, train_time, images_seen, stopped, best_state = time.perf_counter(), 0.0, 0, False, None
     last_opt_step = start_epoch * nb - 1
@@ -352,14 +427,17 @@ def train(cfg=None, data=None, epochs: int = 30, imgsz: int = 320, batch_size: i
             train_loader.generator.manual_seed(epoch_seed)
         if hasattr(train_loader.sampler, "set_epoch"):
             train_loader.sampler.set_epoch(epoch)
+        if frozen and freeze_epochs is not None and epoch >= freeze_epochs:
+            unfreeze(unwrap(model))
+            model, frozen = wrap(unwrap(model)), False
         model.train()
         t_epoch = time.perf_counter()
         mloss = torch.zeros(3, device=dev)
-        bar = tqdm(train_loader, total=nb, desc=f"epoch {epoch + 1}/{epochs}", disable=not (progress and main_process),
-                   leave=False)
+        show = progress and main_process
+        bar = tqdm(train_loader, total=nb, desc=f"epoch {epoch + 1}/{epochs}", disable=not show, leave=False)
         for i, (imgs, targets, _, _) in enumerate(bar):
             ni = i + nb * epoch
-            imgs = imgs.to(dev, non_blocking=True).float() / 255
+            imgs = imgs.to(dev, non_blocking=True, memory_format=memory_format).float() / 255
             if nw and ni <= nw:
                 xi = [0, nw]
                 accumulate = max(1, int(np.interp(ni, xi, [1, nbs / batch_size]).round()))
@@ -368,23 +446,30 @@ def train(cfg=None, data=None, epochs: int = 30, imgsz: int = 320, batch_size: i
                     group["lr"] = float(np.interp(ni, xi, [start_lr, group["initial_lr"] * lf(epoch)]))
                     group["momentum"] = float(np.interp(ni, xi, [hyp["warmup_momentum"], hyp["momentum"]]))
             with torch.autocast(device_type=dev.type, enabled=amp):
-                preds = model(imgs)
-                loss, loss_items = compute_loss(preds, targets.to(dev))
+                with record_function("train/forward"):
+                    preds = model(imgs)
+                with record_function("train/loss"):
+                    loss, loss_items = compute_loss(preds, targets.to(dev))
             if world > 1:
                 loss = loss * world  # DDP averages gradients over processes; YOLOv5 wants their sum
-            scaler.scale(loss).backward()
+            with record_function("train/backward"):
+                scaler.scale(loss).backward()
             if ni - last_opt_step >= accumulate or i == nb - 1:
-                scaler.unscale_(optimizer)
-                nn.utils.clip_grad_norm_(model.parameters(), max_norm=MAX_GRAD_NORM)
-                scaler.step(optimizer)
-                scaler.update()
-                optimizer.zero_grad(set_to_none=True)
+                with record_function("train/optimizer"):
+                    scaler.unscale_(optimizer)
+                    nn.utils.clip_grad_norm_(model.parameters(), max_norm=MAX_GRAD_NORM)
+                    scaler.step(optimizer)
+                    scaler.update()
+                    optimizer.zero_grad(set_to_none=True)
                 if ema is not None:
-                    ema.update(model)
+                    with record_function("train/ema"):
+                        ema.update(model)
                 last_opt_step = ni
-            mloss = (mloss * i + loss_items.detach()) / (i + 1)
-            images_seen += imgs.shape[0] * world
-            bar.set_postfix(box=f"{mloss[0]:.4f}", obj=f"{mloss[1]:.4f}", cls=f"{mloss[2]:.4f}")
+            with record_function("train/log"):
+                mloss = (mloss * i + loss_items.detach()) / (i + 1)
+                images_seen += imgs.shape[0] * world
+                if show:  # formatting reads the values: a device sync per step
+                    bar.set_postfix(box=f"{mloss[0]:.4f}", obj=f"{mloss[1]:.4f}", cls=f"{mloss[2]:.4f}")
         bar.close()
         lrs = [group["lr"] for group in optimizer.param_groups]
         scheduler.step()
@@ -430,6 +515,14 @@ def train(cfg=None, data=None, epochs: int = 30, imgsz: int = 320, batch_size: i
     return result
 
 
+def _workers_arg(text: str):
+    if text == "auto":
+        return text
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"expected 'auto' or an integer >= 0, got {text!r}")
+    return int(text)
+
+
 def main(argv=None) -> TrainResult:
     """CLI; under ``torchrun`` every process runs this and joins the process group first."""
     parser = argparse.ArgumentParser(description="Train the course's YOLOv5 (YOLOv5 train.py recipe).")
@@ -442,13 +535,18 @@ def main(argv=None) -> TrainResult:
     parser.add_argument("--epochs", type=int, help="default 30 (or the recipe's)")
     parser.add_argument("--imgsz", "--img", type=int, help="default 320 (or the recipe's)")
     parser.add_argument("--batch", type=int, help="total batch over all processes; default 16 (or the recipe's)")
-    parser.add_argument("--hyp", help="YAML with hyperparameters overriding hyp.scratch-low")
+    parser.add_argument("--hyp", help=f"a preset in {sorted(HYP_PRESETS)} (default scratch-low, YOLOv5's; "
+                                      "small-data, the course's) or a YAML overriding hyp.scratch-low")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--project", default="runs")
     parser.add_argument("--name", default="exp")
     parser.add_argument("--resume", action="store_true", help="continue project/name/weights/last.pt")
-    parser.add_argument("--workers", type=int, default=0)
+    parser.add_argument("--workers", default="auto", type=_workers_arg,
+                        help="DataLoader workers: an int, or auto (the cores compute leaves free)")
+    parser.add_argument("--pretrained", help="a course classifier's .pt whose backbone weights start the detector")
+    parser.add_argument("--freeze", type=int, default=0, help="backbone layers to freeze (0: none)")
+    parser.add_argument("--freeze-epochs", type=int, help="unfreeze after this many epochs (default: never)")
     parser.add_argument("--cos-lr", action="store_true", help="one-cycle cosine instead of linear LR decay")
     parser.add_argument("--cache", action="store_true", help="keep decoded images in RAM")
     parser.add_argument("--quiet", action="store_true", help="no progress bars or epoch lines")
@@ -475,7 +573,9 @@ def main(argv=None) -> TrainResult:
         parser.error("--cfg and --data (or --shapes DIR) are required unless --resume is given")
     try:
         return train(args.cfg, data, device=args.device, seed=args.seed, project=args.project, name=args.name,
-                     resume=args.resume, workers=args.workers, progress=not args.quiet, cos_lr=args.cos_lr, **run)
+                     resume=args.resume, workers=args.workers,
+                     progress=not args.quiet, cos_lr=args.cos_lr, pretrained=args.pretrained, freeze=args.freeze,
+                     freeze_epochs=args.freeze_epochs, **run)
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()
