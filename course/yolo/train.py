@@ -542,8 +542,9 @@ def main(argv=None) -> TrainResult:
     parser.add_argument("--project", default="runs")
     parser.add_argument("--name", default="exp")
     parser.add_argument("--resume", action="store_true", help="continue project/name/weights/last.pt")
-    parser.add_argument("--workers", default="auto", type=_workers_arg,
-                        help="DataLoader workers: an int, or auto (the cores compute leaves free)")
+    parser.add_argument("--workers", type=_workers_arg,
+                        help="DataLoader workers: an int, or auto (the cores compute leaves free); "
+                             "default auto (or the recipe's)")
     parser.add_argument("--pretrained", help="a course classifier's .pt whose backbone weights start the detector")
     parser.add_argument("--freeze", type=int, default=0, help="backbone layers to freeze (0: none)")
     parser.add_argument("--freeze-epochs", type=int, help="unfreeze after this many epochs (default: never)")
@@ -551,9 +552,10 @@ def main(argv=None) -> TrainResult:
     parser.add_argument("--cache", action="store_true", help="keep decoded images in RAM")
     parser.add_argument("--quiet", action="store_true", help="no progress bars or epoch lines")
     args = parser.parse_args(argv)
-    rec = recipe(args.recipe) if args.recipe else dict(epochs=30, imgsz=320, batch_size=16)
+    rec = recipe(args.recipe) if args.recipe else dict(epochs=30, imgsz=320, batch_size=16, workers="auto")
     run = train_kwargs(rec)
-    for key, flag in (("epochs", args.epochs), ("imgsz", args.imgsz), ("batch_size", args.batch), ("hyp", args.hyp)):
+    for key, flag in (("epochs", args.epochs), ("imgsz", args.imgsz), ("batch_size", args.batch), ("hyp", args.hyp),
+                      ("workers", args.workers)):
         if flag is not None:
             run[key] = flag
     run["cache"] = args.cache or run.get("cache", False)
@@ -573,7 +575,7 @@ def main(argv=None) -> TrainResult:
         parser.error("--cfg and --data (or --shapes DIR) are required unless --resume is given")
     try:
         return train(args.cfg, data, device=args.device, seed=args.seed, project=args.project, name=args.name,
-                     resume=args.resume, workers=args.workers,
+                     resume=args.resume,
                      progress=not args.quiet, cos_lr=args.cos_lr, pretrained=args.pretrained, freeze=args.freeze,
                      freeze_epochs=args.freeze_epochs, **run)
     finally:

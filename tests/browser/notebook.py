@@ -57,11 +57,29 @@ def open_notebook(page, url: str, timeout_ms: int = 90_000) -> None:
     raise TimeoutError(f"kernel of {url.split('?')[0]} not ready after {timeout_ms / 1000:.0f} s")
 
 
-def restart_and_run_all(page, timeout_ms: int = 30_000) -> None:
-    """Kernel menu → "Restart Kernel and Run All Cells…" → confirm."""
+def _click_restart_and_run_all(page, timeout_ms: int) -> None:
     page.locator(".lm-MenuBar-itemLabel", has_text="Kernel").click(timeout=timeout_ms)
     page.locator(".lm-Menu-itemLabel", has_text="Restart Kernel and Run All Cells").click(timeout=timeout_ms)
     page.locator(".jp-Dialog-button.jp-mod-accept").click(timeout=timeout_ms)
+
+
+def restart_and_run_all(page, timeout_ms: int = 30_000, start_timeout_s: float = 60.0, tries: int = 3) -> None:
+    """Kernel menu → "Restart Kernel and Run All Cells…" → confirm, until the new kernel has started.
+
+    Now and then, right after a restart, JupyterLab 4 with ipykernel 7 leaves the kernel shown as
+    "starting" for good (the server logs a broken channel message); a learner would press restart
+    again, and so does this, up to ``tries`` times, saying so.
+    """
+    for attempt in range(1, tries + 1):
+        _click_restart_and_run_all(page, timeout_ms)
+        page.wait_for_timeout(1000)
+        deadline = time.monotonic() + start_timeout_s
+        while time.monotonic() < deadline:
+            if page.evaluate(_STATE_JS)["status"] not in ("starting", "restarting", None):
+                return
+            page.wait_for_timeout(250)
+        print(f"kernel still starting {start_timeout_s:.0f} s after restart {attempt} of {tries}; restarting again")
+    raise TimeoutError(f"kernel did not start after {tries} restarts of {start_timeout_s:.0f} s each")
 
 
 _STATE_JS = """() => {
