@@ -26,6 +26,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
+from course.deploy.accuracy import evaluate_top1
 from course.device import resolve_device, select_device
 from course.env import pick, seed_everything
 from course.models import MobileNetV1, MobileNetV2, MobileNetV3, ShuffleNetV1, ShuffleNetV2
@@ -186,17 +187,15 @@ def _optimizer(model: nn.Module, name: str, lr: float, momentum: float, weight_d
 
 
 def evaluate(model: nn.Module, dataset, batch_size: int = 256, device=None) -> float:
-    """Top-1 accuracy of ``model`` on ``dataset`` (eval mode, no gradients)."""
+    """Top-1 accuracy of ``model`` on ``dataset`` (eval mode, no gradients; the mode is restored)."""
     _check_dataset("dataset", dataset)
     device = resolve_device("auto" if device is None else device)[0]
     was_training = model.training
     model.eval()
-    correct = 0
-    with torch.no_grad():
-        for x, y in DataLoader(dataset, batch_size=batch_size):
-            correct += (model(x.to(device)).argmax(1).cpu() == y).sum().item()
-    model.train(was_training)
-    return correct / len(dataset)
+    try:
+        return evaluate_top1(lambda x: model(x.to(device)), DataLoader(dataset, batch_size=batch_size)).accuracy
+    finally:
+        model.train(was_training)
 
 
 def save_checkpoint(path, model: nn.Module, meta: dict | None = None) -> Path:
