@@ -33,7 +33,7 @@ from course.models import MobileNetV1, MobileNetV2, MobileNetV3, ShuffleNetV1, S
 
 __all__ = ["RECIPES", "CLASSIFIERS", "recipe", "build_classifier", "total_stride", "lr_multiplier",
            "ClassifyResult", "train_classifier", "evaluate", "save_checkpoint", "load_checkpoint",
-           "train_recipe"]
+           "train_recipe", "recipe_model", "stem_stride_of", "recompute_batchnorm"]
 
 # The one recipe of the course on Glyphs-10, read by every chapter. Keys are ``train_classifier``
 # arguments, plus the data keys (imgsz, n_train, n_val, n_test, data_seed, and style: GlyphStyle
@@ -46,12 +46,12 @@ RECIPES = {
     "full": dict(
         imgsz=48, n_train=5000, n_val=1000, n_test=2000, data_seed=0, style={},
         epochs=8, batch_size=32, optimizer="sgd", lr=0.1, momentum=0.9, weight_decay=5e-5,
-        warmup_epochs=1.0, label_smoothing=0.1, time_budget_s=180.0,
+        warmup_epochs=1.0, label_smoothing=0.1, time_budget_s=180.0, stem_stride=2, precise_bn=20,
     ),
     "quick": dict(
         imgsz=32, n_train=64, n_val=32, n_test=32, data_seed=0, style={},
         epochs=1, batch_size=16, optimizer="sgd", lr=0.1, momentum=0.9, weight_decay=5e-5,
-        warmup_epochs=0.5, label_smoothing=0.1, time_budget_s=60.0,
+        warmup_epochs=0.5, label_smoothing=0.1, time_budget_s=60.0, stem_stride=2, precise_bn=2,
     ),
 }
 DATA_KEYS = ("imgsz", "n_train", "n_val", "n_test", "data_seed", "style")
@@ -198,6 +198,39 @@ def evaluate(model: nn.Module, dataset, batch_size: int = 256, device=None) -> f
         model.train(was_training)
 
 
+def recompute_batchnorm(model: nn.Module, loader, batches: int = 20, device=None) -> int:
+    """Re-estimate every BatchNorm's running mean and variance from ``batches`` training batches.
+
+    During training BatchNorm keeps an exponential average of batch statistics; with MobileNet V3's
+    momentum of 0.01 that average trails the weights by about a hundred steps, so after a short
+    schedule the eval-mode network normalises with stale statistics and scores near chance while
+    the training accuracy climbs. Recomputing them as a plain average over a few batches with the
+    final weights ("precise BN", Wu & Johnson, "Rethinking 'Batch' in BatchNorm", 2021) removes the
+    lag and changes no weight. Returns the number of BatchNorm layers updated.
+    """
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not norms or batches < 1:
+        return 0
+    device = next(model.parameters()).device if device is None else device
+    momenta = [m.momentum for m in norms]
+    was_training = model.training
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average
+    model.train()
+    try:
+        with torch.no_grad():
+            for i, (x, _) in enumerate(loader):
+                if i >= batches:
+                    break
+                model(x.to(device))
+    finally:
+        for m, momentum in zip(norms, momenta):
+            m.momentum = momentum
+        model.train(was_training)
+    return len(norms)
+
+
 def save_checkpoint(path, model: nn.Module, meta: dict | None = None) -> Path:
     """Weights and plain metadata, readable with ``torch.load(weights_only=True)``."""
     path = Path(path)
@@ -221,12 +254,15 @@ def train_classifier(model: nn.Module, train_set, val_set, test_set=None, *, epo
                      batch_size: int = 64, optimizer: str = "sgd", lr: float = 0.1, momentum: float = 0.9,
                      weight_decay: float = 5e-5, warmup_epochs: float = 1.0, label_smoothing: float = 0.0,
                      amp="auto", device=None, seed: int = 0, threads: int | None = None,
-                     time_budget_s: float | None = None, checkpoint=None, progress: bool = True) -> ClassifyResult:
+                     time_budget_s: float | None = None, checkpoint=None, progress: bool = True,
+                     precise_bn: int = 0) -> ClassifyResult:
     """Train ``model`` on ``train_set``, keep the best-on-``val_set`` weights, score them on ``test_set``.
 
     Datasets yield ``(float image (3, H, W), int label)``. Same ``seed`` (and threads, device),
     same weights. ``time_budget_s`` stops before an epoch that would end past it (at the mean
-    epoch time so far; ``stopped_early``), so a slow machine cannot run on for ever. ``checkpoint``: a path to save the best weights to. The
+    epoch time so far; ``stopped_early``), so a slow machine cannot run on for ever. ``checkpoint``: a
+    path to save the best weights to. ``precise_bn``: before each validation, recompute the
+    BatchNorm statistics from this many training batches (``recompute_batchnorm``; 0 = off). The
     model comes back on ``device`` holding the best weights.
     """
     for name, ds, required in (("train_set", train_set, True), ("val_set", val_set, True),
@@ -244,6 +280,8 @@ def train_classifier(model: nn.Module, train_set, val_set, test_set=None, *, epo
     _check_number("warmup_epochs", warmup_epochs, 0)
     if not (isinstance(label_smoothing, (int, float)) and 0 <= label_smoothing < 1):
         raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing!r}")
+    if isinstance(precise_bn, bool) or not isinstance(precise_bn, int) or precise_bn < 0:
+        raise ValueError(f"precise_bn must be an int >= 0 (training batches), got {precise_bn!r}")
     if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
         raise ValueError(f"threads must be None or an int >= 1, got {threads!r}")
     device = select_device("auto" if device is None else device)
@@ -289,6 +327,8 @@ def train_classifier(model: nn.Module, train_set, val_set, test_set=None, *, epo
                 bar.set_postfix(loss=f"{total_loss / count:.3f}", acc=f"{correct / count:.3f}")
             train_time += time.perf_counter() - t0
             seen += count
+            if precise_bn:
+                recompute_batchnorm(model, loader, precise_bn, device)
             val_acc = evaluate(model, val_set, device=device)
             history.append(dict(epoch=epoch + 1, train_loss=total_loss / count, train_acc=correct / count,
                                 val_acc=val_acc, lr=opt.param_groups[0]["lr"]))
@@ -308,7 +348,7 @@ def train_classifier(model: nn.Module, train_set, val_set, test_set=None, *, epo
         n_threads = torch.get_num_threads()
     finally:
         torch.set_num_threads(old_threads)
-    config = dict(epochs=epochs, batch_size=batch_size, optimizer=optimizer, lr=lr, momentum=momentum,
+    config = dict(epochs=epochs, batch_size=batch_size, precise_bn=precise_bn, optimizer=optimizer, lr=lr, momentum=momentum,
                   weight_decay=weight_decay, warmup_epochs=warmup_epochs, label_smoothing=label_smoothing,
                   input_size=list(sample.shape), n_train=len(train_set), n_val=len(val_set),
                   n_test=len(test_set) if test_set is not None else 0, time_budget_s=time_budget_s)
@@ -343,12 +383,13 @@ def _glyph_splits(imgsz, n_train, n_val, n_test, data_seed, style: dict):
 
 
 def train_recipe(name: str, width_mult: float = 1.0, mode: str | None = None, seed: int = 0,
-                 model_kwargs: dict | None = None, **overrides) -> ClassifyResult:
+                 model_kwargs: dict | None = None, surgery=(), **overrides) -> ClassifyResult:
     """Train ``build_classifier(name, 10, width_mult, **model_kwargs)`` on Glyphs-10 with ``recipe(mode)``.
 
-    ``overrides`` replace recipe keys (``imgsz=32`` for a lower resolution, ``epochs=...``). The
-    data is drawn once per (sizes, imgsz, data_seed) and reused, so ablations and seeds differ only
-    in the model and the training seed.
+    ``surgery`` names ablations of ``course.variants`` to apply (``["no_se"]``). ``overrides``
+    replace recipe keys (``imgsz=32`` for a lower resolution, ``epochs=...``). The data is drawn
+    once per (sizes, imgsz, data_seed) and reused, so ablations and seeds differ only in the model
+    and the training seed.
     """
     rec = recipe(mode)
     unknown = sorted(set(overrides) - set(rec) - {"device", "threads", "checkpoint", "progress", "amp"})
@@ -357,9 +398,29 @@ def train_recipe(name: str, width_mult: float = 1.0, mode: str | None = None, se
                          f"checkpoint, progress, amp")
     rec.update(overrides)
     seed_everything(seed)  # the data has its own generators, so this seed alone sets the initial weights
-    model = build_classifier(name, 10, width_mult, **(model_kwargs or {}))
+    model = recipe_model(name, width_mult, rec.pop("stem_stride"), surgery, model_kwargs)
     _check_input_size(model, (rec["imgsz"], rec["imgsz"]))
     splits = _glyph_splits(*(rec.pop(k) for k in DATA_KEYS))
     result = train_classifier(model, splits["train"], splits["val"], splits["test"], seed=seed, **rec)
-    result.config.update(model=name, width_mult=width_mult, model_kwargs=dict(model_kwargs or {}))
+    result.config.update(model=name, width_mult=width_mult, model_kwargs=dict(model_kwargs or {}),
+                         surgery=list(surgery), stem_stride=stem_stride_of(model))
     return result
+
+
+def recipe_model(name: str, width_mult: float = 1.0, stem_stride: int | None = None, surgery=(),
+                 model_kwargs: dict | None = None) -> nn.Module:
+    """The network ``train_recipe`` trains: the paper's, with the recipe's stem stride and the named surgeries.
+
+    ``stem_stride=None`` takes the recipe's (``recipe()["stem_stride"]``). Use it to rebuild a
+    trained model before ``load_checkpoint``.
+    """
+    from course.variants import apply_variants, with_stem_stride
+
+    stem_stride = recipe()["stem_stride"] if stem_stride is None else stem_stride
+    model = build_classifier(name, 10, width_mult, **(model_kwargs or {}))
+    return apply_variants(with_stem_stride(model, stem_stride), surgery)
+
+
+def stem_stride_of(model: nn.Module) -> int:
+    """The stride of the network's first convolution."""
+    return next(m for m in model.modules() if isinstance(m, nn.Conv2d)).stride[0]

@@ -29,7 +29,7 @@ from course.blocks import (ChannelShuffle, ConvBNAct, DepthwiseSeparableConv, In
 from course.models import _init_weights
 
 __all__ = ["VARIANTS", "full_convolutions", "activation_after_projection", "without_shortcut", "without_se",
-           "replace_activation", "without_channel_shuffle", "apply_variants"]
+           "replace_activation", "without_channel_shuffle", "with_stem_stride", "apply_variants"]
 
 
 def _replace(model: nn.Module, match: Callable[[nn.Module], bool], make: Callable[[nn.Module], nn.Module],
@@ -104,6 +104,23 @@ def without_channel_shuffle(model: nn.Module) -> nn.Module:
     model = _replace(model, lambda m: isinstance(m, ChannelShuffle), lambda m: nn.Identity(), "ChannelShuffle")
     if not any(isinstance(m, ShuffleV1Unit) for m in model.modules()):
         raise ValueError(f"without_channel_shuffle is for ShuffleNet V1, got {type(model).__name__}")
+    return model
+
+
+def with_stem_stride(model: nn.Module, stride: int) -> nn.Module:
+    """A copy with the first convolution's stride set to ``stride`` (1 keeps a small input's full resolution).
+
+    The networks were designed for 224-px ImageNet images, which the stem halves at once. On 32-48 px
+    images that first halving throws away the fine detail a class depends on, so ports of these
+    networks to CIFAR-sized images commonly set the stem's stride to 1; every later layer is the paper's.
+    """
+    if stride not in (1, 2):
+        raise ValueError(f"stride must be 1 or 2, got {stride!r}")
+    model = copy.deepcopy(model)
+    first = next((m for m in model.modules() if isinstance(m, nn.Conv2d)), None)
+    if first is None:
+        raise ValueError(f"model ({type(model).__name__}) has no convolution")
+    first.stride = (stride, stride)
     return model
 
 

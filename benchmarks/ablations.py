@@ -1,0 +1,116 @@
+"""Reference run of every chapter's ablation set: full mode, three seeds, into results/ablations_cpu.json.
+
+Each (variant, seed) is one training run with the course's recipe (``course.classify.RECIPES``);
+a variant shared by two chapters is trained once. Runs go to ``--jobs`` worker processes of one
+thread each (accuracy does not depend on the split; wall times do, and are recorded with the
+load). Rows are written to the JSON as they finish, so an interrupted run resumes where it
+stopped. After training, each variant's CPU latency is measured at batch 1 with all threads, one
+variant at a time, and the figures of the chapters are drawn beside the JSON.
+
+    python benchmarks/ablations.py                      # everything, about 80 min on 2 cores
+    python benchmarks/ablations.py --only ch03_se_activation --seeds 0 1 2
+    python benchmarks/ablations.py --smoke --out /tmp/a.json   # quick mode, seconds (the test runs this)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+
+def _train(args):
+    name, label, seed, mode = args
+    import torch
+
+    torch.set_num_threads(1)
+    from course.ablations import ABLATIONS, run_variant
+
+    return run_variant(ABLATIONS[name].variant(label), seed, mode, threads=1, progress=False)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", nargs="*", help="ablation names (default: all)")
+    parser.add_argument("--seeds", nargs="*", type=int, default=[0, 1, 2])
+    parser.add_argument("--jobs", type=int, default=2, help="training processes, one thread each")
+    parser.add_argument("--out", default=None, help="JSON path (default: results/ablations_cpu.json)")
+    parser.add_argument("--smoke", action="store_true", help="quick mode, one seed, two small ablations")
+    args = parser.parse_args(argv)
+
+    if args.smoke:
+        os.environ["COURSE_QUICK"] = "1"
+    from course.ablations import ABLATIONS, REFERENCE_PATH, as_json, machine_info, measure_latencies, summarize
+    from course.env import quick_mode
+
+    mode = "quick" if quick_mode() else "full"
+    names = args.only or (["ch01_separable", "ch03_se_activation"] if args.smoke else list(ABLATIONS))
+    seeds = [0] if args.smoke else args.seeds
+    unknown = [n for n in names if n not in ABLATIONS]
+    if unknown:
+        parser.error(f"--only: unknown ablations {unknown}; allowed: {list(ABLATIONS)}")
+    if args.jobs < 1:
+        parser.error(f"--jobs must be >= 1, got {args.jobs}")
+    out = Path(args.out) if args.out else REFERENCE_PATH
+    out.parent.mkdir(parents=True, exist_ok=True)
+
+    done: dict[tuple[str, int], dict] = {}
+    if out.is_file():
+        old = json.loads(out.read_text())
+        if old.get("mode") == mode:
+            for abl in old.get("ablations", {}).values():
+                for row in abl["rows"]:
+                    done[(row["key"], row["seed"])] = row
+            print(f"resuming: {len(done)} runs already in {out}")
+
+    def write():
+        rows = {n: [{**done[(v.key, s)], "label": v.label} for v in ABLATIONS[n].variants for s in seeds
+                    if (v.key, s) in done] for n in names}
+        payload = as_json(rows, mode, seeds)
+        payload["machine"]["jobs"] = args.jobs
+        out.write_text(json.dumps(payload, indent=1))
+        return payload
+
+    todo, seen = [], set()
+    for n in names:
+        for v in ABLATIONS[n].variants:
+            for s in seeds:
+                if (v.key, s) not in done and (v.key, s) not in seen:
+                    seen.add((v.key, s))
+                    todo.append((n, v.label, s, mode))
+    print(f"{len(todo)} training runs to do on {args.jobs} processes", flush=True)
+    start = time.perf_counter()
+    with ProcessPoolExecutor(args.jobs) as pool:
+        futures = {pool.submit(_train, t): t for t in todo}
+        for i, fut in enumerate(as_completed(futures), 1):
+            row = fut.result()
+            done[(row["key"], row["seed"])] = row
+            write()
+            print(f"[{i}/{len(todo)}] {row['key']} seed {row['seed']}: test {row['test_acc']:.3f} "
+                  f"({row['wall_time_s']:.0f} s, {time.perf_counter() - start:.0f} s in all)", flush=True)
+
+    payload = write()
+    payload["machine_after_training"] = machine_info()
+    for n in names:
+        summary = summarize(payload["ablations"][n]["rows"])
+        payload["ablations"][n]["summary"] = measure_latencies(summary, n, mode)
+    payload["total_wall_s"] = time.perf_counter() - start
+    out.write_text(json.dumps(payload, indent=1))
+    from course.tables import text_table
+
+    for n in names:
+        print(f"\n{n}: {ABLATIONS[n].question}")
+        print(text_table(payload["ablations"][n]["summary"],
+                         ["label", "test_acc", "test_acc_std", "seeds", "params", "macs", "latency_ms"]))
+    print(f"\nwrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
