@@ -74,7 +74,7 @@ def run_one(name: str, cfg: str, rec: dict, data: Path, project: Path, seed: int
                    **train_kwargs(rec))
     best = best_epoch(result)
     return dict(
-        seed=seed, weights=str(result.best), train_time_s=round(result.wall_time_s, 1),
+        seed=seed, weights=_shown(result.best), train_time_s=round(result.wall_time_s, 1),
         train_images_per_s=round(result.train_images_per_s, 2), epochs_run=len(result.history),
         epochs_planned=rec["epochs"], stopped_by_budget=result.stopped_early, best_epoch=best["epoch"],
         val_map50=round(best["map50"], 4), val_map=round(best["map"], 4),
@@ -83,6 +83,12 @@ def run_one(name: str, cfg: str, rec: dict, data: Path, project: Path, seed: int
         loadavg_end=[round(v, 2) for v in os.getloadavg()], date=datetime.datetime.now().isoformat(timespec="seconds"),
         history=[{k: round(v, 5) if isinstance(v, float) else v for k, v in row.items()} for row in result.history],
     )
+
+
+def _shown(path: Path) -> str:
+    """A path relative to the repository where it lies inside it (the JSON is committed)."""
+    path = Path(path).resolve()
+    return str(path.relative_to(REPO)) if path.is_relative_to(REPO) else str(path)
 
 
 def measure(weights: Path, imgsz: int, min_run_time: float | None = None) -> dict:
@@ -175,7 +181,7 @@ def main(argv=None) -> dict:
         models = []
         for det in args.models:
             runs = [run_one(det, SHIPPED[det], rec, data, args.project, s, args.device) for s in seeds]
-            cost = measure(Path(runs[0]["weights"]), rec["imgsz"], min_run_time=0.05 if args.smoke else None)
+            cost = measure(REPO / runs[0]["weights"], rec["imgsz"], min_run_time=0.05 if args.smoke else None)
             models.append(dict(name=det, cfg=SHIPPED[det], **cost, summary=summarize_runs(runs), runs=runs))
             print(json.dumps({k: v for k, v in models[-1].items() if k != "runs"}), flush=True)
         used = sorted({r["threads"] for m in models for r in m["runs"]})

@@ -194,11 +194,12 @@ DDP_SCRIPT = textwrap.dedent("""
     import course.yolo.val as V
     from course.yolo.train import main
 
-    scored = []  # images each validation of this process saw
+    scored = []  # (split folder, images) of each evaluation this process ran
     real_evaluate = V.evaluate
 
     def counting_evaluate(model, dataloader, *args, **kwargs):
-        scored.append(sum(len(paths) for _, _, paths, _ in dataloader))
+        paths = [p for _, _, batch, _ in dataloader for p in batch]
+        scored.append([os.path.basename(os.path.dirname(paths[0])), len(paths)])
         return real_evaluate(model, dataloader, *args, **kwargs)
 
     V.evaluate = counting_evaluate
@@ -246,13 +247,15 @@ def test_ddp_two_cpu_processes_keep_identical_weights(ddp_run):
 
 @pytest.mark.slow
 def test_ddp_rank0_validates_the_whole_val_set(ddp_run, tiny_data):
-    """Rank 0's mAP is the single-process evaluate of the same (EMA) weights on every val image, not a shard's."""
+    """Rank 0's mAP is the single-process evaluate of the same (EMA) weights on every val image, not a shard's;
+    after training rank 0 alone scores the best epoch on every test image."""
     from course.yolo.data import load_data_config
 
     last, (r0, r1) = ddp_run
     cfg = load_data_config(tiny_data)
     val_set = YoloDataset(cfg["val"], 64, nc=cfg["nc"])
-    assert r0["scored"] == [len(val_set)] and r1["scored"] == []
+    test_set = YoloDataset(cfg["test"], 64, nc=cfg["nc"])
+    assert r0["scored"] == [["val", len(val_set)], ["test", len(test_set)]] and r1["scored"] == []
     alone = evaluate(load_model(last), create_dataloader(val_set, 8, shuffle=False), progress=False)
     row = r0["history"][-1]
     for key in ("map50", "map", "precision", "recall"):
