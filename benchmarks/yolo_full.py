@@ -40,6 +40,7 @@ REPO = Path(__file__).resolve().parents[1]
 # ``--models YOLOv5s v5Lite-e YOLOv5-MBv3S YOLOv5-MBv3L --out results/yolo_full_cpu_more.json``.
 SHIPPED = DETECTORS | {"YOLOv5s": "yolov5s.yaml", "v5Lite-e": "v5Lite-e.yaml",
                        "YOLOv5-MBv3S": "yolov5-mbv3s.yaml", "YOLOv5-MBv3L": "yolov5-mbv3l.yaml"}
+TARGET = (0.60, 0.85)  # test mAP@0.5 of the best detector: hard enough to rank, not so hard nothing learns
 SMOKE = dict(n_train=8, n_val=4, n_test=4, epochs=1, batch_size=4, nbs=4, time_budget_s=60)
 
 
@@ -102,9 +103,15 @@ def measure(weights: Path, imgsz: int, min_run_time: float | None = None) -> dic
 def words(models: list[dict]) -> dict:
     """The ranking sentences and the FLOPs-vs-latency sentence, computed from the recorded numbers."""
     rows = C.comparison_rows(reference_entries(dict(models=models)))
+    top = max(rows, key=lambda r: r["map50"])
+    lo, hi = TARGET
+    verdict = "met" if lo <= top["map50"] <= hi else ("NOT met: too easy" if top["map50"] > hi else
+                                                      "NOT met: too hard")
     return dict(map50=C.rank_words(rows, "map50", "test mAP@0.5")["sentence"],
                 map=C.rank_words(rows, "map", "test mAP@0.5:0.95")["sentence"],
-                flops_vs_latency=C.flops_latency_words(rows))
+                flops_vs_latency=C.flops_latency_words(rows),
+                target=(f"target (best detector's mean test mAP@0.5 in [{lo:.2f}, {hi:.2f}]): {verdict} — "
+                        f"{top['name']} {top['map50']:.3f}"))
 
 
 def plot(ref: dict, path: Path) -> None:
@@ -215,7 +222,7 @@ def main(argv=None) -> dict:
     plot(ref, out.with_suffix(".png"))
     print(runs_table(ref["models"]))
     print(table(ref))
-    for key in ("map50", "map", "flops_vs_latency"):
+    for key in ("map50", "map", "flops_vs_latency", "target"):
         print("•", ref["words"][key])
     print(f"-> {out}, {out.with_suffix('.png')}")
     return ref

@@ -281,6 +281,8 @@ def test_yolo_full_smoke_records_every_seed_and_the_words(tmp_path):
     rows = C.comparison_rows(B.reference_entries(saved))
     assert saved["words"]["map50"] == C.rank_words(rows, "map50", "test mAP@0.5")["sentence"]
     assert saved["words"]["flops_vs_latency"] == C.flops_latency_words(rows)
+    top = max(m["summary"]["map50"]["mean"] for m in saved["models"])
+    assert saved["words"]["target"].split(": ")[1].startswith("met" if 0.6 <= top <= 0.85 else "NOT met")
     assert out.with_suffix(".png").is_file() and ref["meta"] == saved["meta"]
     again = yolo_full.main(["--smoke", "--replot", "--out", str(out)])
     assert again["words"] == saved["words"]
