@@ -18,8 +18,8 @@ What it does:
   ``--weights '' --cfg yolov5n.yaml``, ``--noplots``, ``opencv-python<5`` and its headless twin
   (the package requires ``opencv-python``, whose 5.x breaks v7.0), ``HF_HUB_OFFLINE=1``.
 * One dataset (``course.yolo.data.make_shapes`` with the classes, object counts and object sizes of
-  ``RECIPES[--recipe]``, sizes scaled to ``--imgsz``) for both; a separate **test** split from
-  another seed, used by nobody during training.
+  ``RECIPES[--recipe]``, sizes scaled to ``--imgsz``) for both; its **test** split (own seed
+  stream) is used by nobody during training.
 * Same model (YOLOv5n, nc from the data), image size, batch, epochs, seed, dataloader workers and
   torch threads; the hyperparameters are hyp.scratch-low for both (``--hyp recipe``: the course
   recipe's changes to it, for both). Each trainer otherwise keeps its own defaults (the course:
@@ -133,18 +133,17 @@ def peer_env(peer_dir: Path, threads: int) -> dict:
 # --- data --------------------------------------------------------------------------------------
 
 def make_datasets(root: Path, args) -> tuple[Path, Path]:
-    """Train/val for both trainers and a test split from another seed; the recipe's shapes, scaled."""
+    """Train/val for both trainers and the dataset's own test split (its own seed stream); the recipe's shapes, scaled."""
     from course.yolo.data import make_shapes
     from course.yolo.train import recipe, shapes_kwargs
 
     rec = recipe(args.recipe)
     kw = shapes_kwargs(rec)
     scale = args.imgsz / rec["imgsz"]
-    kw.update(imgsz=args.imgsz, n_train=args.n_train, n_val=args.n_val,
+    kw.update(imgsz=args.imgsz, n_train=args.n_train, n_val=args.n_val, n_test=args.n_test,
               size_range=tuple(max(4.0, s * scale) for s in kw["size_range"]))
-    data = make_shapes(root / "trainval", seed=args.seed, **kw)
-    test = make_shapes(root / "test", seed=args.seed + 1000, **{**kw, "n_train": 1, "n_val": args.n_test})
-    return data, test  # the test split is test's "val" folder
+    data = make_shapes(root / "shapes", seed=args.seed, **kw)
+    return data, data  # the test split is the yaml's "test" folder, which neither trainer reads
 
 
 def merged_hyp(name: str) -> dict:
@@ -365,7 +364,7 @@ def main(argv=None) -> dict:
         runs[who] = (run_peer if who == "peer" else run_course)(args, data, work, hyp)
 
     val_eval, nc = evaluator(data, "val", args.imgsz, args.batch * 2)
-    test_eval, _ = evaluator(test, "val", args.imgsz, args.batch * 2)
+    test_eval, _ = evaluator(test, "test", args.imgsz, args.batch * 2)
     converted = convert_peer(args, runs["peer"], work)
     max_diff = 0.0
     for e in runs["peer"]["epochs"]:

@@ -1,13 +1,17 @@
-"""Train every shipped detector of chapter 6 with the course's recipe; record time, speed and mAP.
+"""Chapter 6's reference run: every detector x several seeds with the course's recipe; cost, time and test mAP.
 
-The reference run of chapter 6: ``python benchmarks/yolo_full.py`` (``COURSE_QUICK=1`` or
-``--recipe quick`` for the CI recipe). The recipe is ``course.yolo.train.recipe()``: the same one
-the CLI and the notebook use. Each detector gets the recipe's wall-time cap (15 min on a 2-core
-CPU for "full"); a callback stops training when one more epoch would cross it, so the recorded
-mAP is what fits in it. Results go to ``results/yolo_full_cpu.json`` (``yolo_quick_cpu.json`` in
-quick mode) in the schema ``course.widgets.ch06_yolo.load_reference`` reads, plus a figure of the
-loss and mAP curves. ``--models`` runs a subset; rows of other detectors trained with the same
-recipe are kept. ``--replot`` rebuilds the metadata, table and figure from the JSON without training.
+One command records it: ``python benchmarks/yolo_full.py`` (3 detectors x seeds 0 1 2 with
+``RECIPES["full"]``, the discriminating "hard" shapes data; each run capped at the recipe's
+``time_budget_s``, so at most 9 x 15 min on a 2-core CPU; run it on an otherwise idle machine).
+Each run picks its best epoch on val and is scored on the test split (YOLOv5's AP and the COCO
+figure). Cost (params, GFLOPs at the training size and at 640, batch-1 CPU latency at the training
+size) is measured once per detector. The JSON (``results/yolo_full_cpu.json``, schema
+``course.yolo.benchmark.SCHEMA``) keeps every run, mean ± std per detector, the ranking in words
+(a difference only when it exceeds the spread, ``course.yolo.compare.rank_words``) and where FLOPs
+and latency disagree; device, threads, torch version and load average are in ``meta``.
+
+``--smoke`` runs the same code at tiny sizes (quick recipe, 2 seeds) in well under a minute, for the
+tests; ``--replot`` rebuilds table and figure from the JSON without training.
 """
 
 from __future__ import annotations
@@ -17,18 +21,17 @@ import datetime
 import json
 import os
 import platform
-import time
 from pathlib import Path
 
 import torch
 
 from course.device import cpu_model, device_name, resolve_device
 from course.env import pick
-from course.measure import count_flops
 from course.tables import text_table
-from course.yolo.benchmark import DETECTORS, best_epoch, measure_detector, reference_figure
+from course.yolo import compare as C
+from course.yolo.benchmark import DETECTORS, SCHEMA, best_epoch, measure_detector, reference_entries, \
+    reference_figure, summarize_runs
 from course.yolo.data import make_shapes
-from course.yolo.export import DecodedOutput
 from course.yolo.train import RECIPES, RUN_KEYS, recipe, shapes_kwargs, train, train_kwargs
 from course.yolo.val import load_model
 
@@ -37,10 +40,14 @@ REPO = Path(__file__).resolve().parents[1]
 # ``--models YOLOv5s v5Lite-e YOLOv5-MBv3S YOLOv5-MBv3L --out results/yolo_full_cpu_more.json``.
 SHIPPED = DETECTORS | {"YOLOv5s": "yolov5s.yaml", "v5Lite-e": "v5Lite-e.yaml",
                        "YOLOv5-MBv3S": "yolov5-mbv3s.yaml", "YOLOv5-MBv3L": "yolov5-mbv3l.yaml"}
+TARGET = (0.60, 0.85)  # test mAP@0.5 of the best detector: hard enough to rank, not so hard nothing learns
+SMOKE = dict(n_train=8, n_val=4, n_test=4, epochs=1, batch_size=4, nbs=4, time_budget_s=60)
 
 
 def budget_callback(budget_s: float, log=None):
     """Stop when one more epoch (as long as the last) would pass ``budget_s``; print one line per epoch."""
+    import time
+
     start, last = time.perf_counter(), [time.perf_counter()]
 
     def on_epoch_end(epoch, row):
@@ -48,54 +55,67 @@ def budget_callback(budget_s: float, log=None):
         elapsed, epoch_s, last[0] = now - start, now - last[0], now
         if log:
             print(f"[{log}] epoch {epoch + 1} {elapsed:.0f}s P {row['precision']:.3f} R {row['recall']:.3f} "
-                  f"mAP50 {row['map50']:.3f} mAP {row['map']:.3f} load {os.getloadavg()[0]:.1f}", flush=True)
+                  f"val mAP50 {row['map50']:.3f} mAP {row['map']:.3f} load {os.getloadavg()[0]:.1f}", flush=True)
         return elapsed + epoch_s > budget_s
 
     return {"on_epoch_end": on_epoch_end}
 
 
 def make_data(rec: dict, root: Path = REPO / "data" / "shapes_bench") -> Path:
-    """The recipe's shapes dataset (reused when already generated with the same arguments)."""
-    return make_shapes(root / f"{rec['imgsz']}px", seed=0, **shapes_kwargs(rec))
+    """The recipe's shapes dataset with its test split (reused when already generated with the same arguments)."""
+    kw = shapes_kwargs(rec)
+    return make_shapes(root / f"{rec['imgsz']}px-{len(kw['classes'])}c-{kw['n_train']}", seed=0, **kw)
 
 
-def run_one(name: str, cfg: str, rec: dict, data: Path, project: Path, device: str = "cpu") -> dict:
-    """Train one detector, then measure its best checkpoint; one ``models`` entry of the reference JSON."""
+def run_one(name: str, cfg: str, rec: dict, data: Path, project: Path, seed: int, device: str = "cpu") -> dict:
+    """Train one detector with one seed; the run's record (val curve, best epoch, test scores, time, load)."""
     load_start = os.getloadavg()
-    result = train(cfg, data, device=device, project=project, name=Path(cfg).stem, progress=False,
-                   callbacks=budget_callback(rec["time_budget_s"], log=name),
+    result = train(cfg, data, device=device, project=project, name=f"{Path(cfg).stem}-seed{seed}", seed=seed,
+                   progress=False, callbacks=budget_callback(rec["time_budget_s"], log=f"{name} seed {seed}"),
                    **train_kwargs(rec))
-    load_end = os.getloadavg()
     best = best_epoch(result)
     return dict(
-        name=name, cfg=cfg, **measure(result.best, rec["imgsz"]),
-        train_time_s=round(result.wall_time_s, 1), train_images_per_s=round(result.train_images_per_s, 2),
-        epochs_run=len(result.history), epochs_planned=rec["epochs"], stopped_by_budget=result.stopped_early,
-        map50=round(best["map50"], 4), map=round(best["map"], 4), precision=round(best["precision"], 4),
-        recall=round(best["recall"], 4), best_epoch=best["epoch"], final_map50=round(result.final["map50"], 4),
-        final_map=round(result.final["map"], 4), meets_target=bool(best["map50"] >= 0.90 and
-                                                                     result.wall_time_s <= rec["time_budget_s"]),
+        seed=seed, weights=_shown(result.best), train_time_s=round(result.wall_time_s, 1),
+        train_images_per_s=round(result.train_images_per_s, 2), epochs_run=len(result.history),
+        epochs_planned=rec["epochs"], stopped_by_budget=result.stopped_early, best_epoch=best["epoch"],
+        val_map50=round(best["map50"], 4), val_map=round(best["map"], 4),
+        test={k: round(v, 4) if isinstance(v, float) else v for k, v in result.test.items()},
         threads=torch.get_num_threads(), loadavg_start=[round(v, 2) for v in load_start],
-        loadavg_end=[round(v, 2) for v in load_end], date=datetime.datetime.now().isoformat(timespec="seconds"),
+        loadavg_end=[round(v, 2) for v in os.getloadavg()], date=datetime.datetime.now().isoformat(timespec="seconds"),
         history=[{k: round(v, 5) if isinstance(v, float) else v for k, v in row.items()} for row in result.history],
     )
 
 
-def measure(weights: Path, imgsz: int) -> dict:
-    """Params, GFLOPs (2 x multiply-adds, YOLOv5's convention) and batch-1 latency of a checkpoint."""
-    model = load_model(weights, "cpu").eval()
-    m = measure_detector(model, sizes=(imgsz, 320, 640))
-    at_imgsz = m["latency"][f"cpu_{imgsz}"]
-    return dict(params=m["params"], gflops=round(m["gflops"], 3),
-                gflops_train_imgsz=round(2 * count_flops(DecodedOutput(model), (1, 3, imgsz, imgsz)) / 1e9, 3),
-                cpu_ms_320=round(m["cpu_ms_320"], 2), cpu_ms_640=round(m["cpu_ms_640"], 2),
-                cpu_ms_train_imgsz=round(at_imgsz.median_ms, 2), inference_images_per_s=round(at_imgsz.per_second, 1),
-                latency_loadavg=round(os.getloadavg()[0], 2),
-                **({"gpu_ms_640": round(m["gpu_ms_640"], 2)} if "gpu_ms_640" in m else {}))
+def _shown(path: Path) -> str:
+    """A path relative to the repository where it lies inside it (the JSON is committed)."""
+    path = Path(path).resolve()
+    return str(path.relative_to(REPO)) if path.is_relative_to(REPO) else str(path)
+
+
+def measure(weights: Path, imgsz: int, min_run_time: float | None = None) -> dict:
+    """Params, GFLOPs at ``imgsz`` and 640, batch-1 latency at ``imgsz`` of a checkpoint (``measure_detector``)."""
+    m = measure_detector(load_model(weights, "cpu").eval(), imgsz, min_run_time=min_run_time)
+    lat = m.pop("latency")["cpu"]
+    return dict({k: round(v, 4) if isinstance(v, float) else v for k, v in m.items()},
+                cpu_ms_iqr=round(lat.iqr_ms, 3), latency_threads=lat.threads, latency_loadavg=round(os.getloadavg()[0], 2))
+
+
+def words(models: list[dict]) -> dict:
+    """The ranking sentences and the FLOPs-vs-latency sentence, computed from the recorded numbers."""
+    rows = C.comparison_rows(reference_entries(dict(models=models)))
+    top = max(rows, key=lambda r: r["map50"])
+    lo, hi = TARGET
+    verdict = "met" if lo <= top["map50"] <= hi else ("NOT met: too easy" if top["map50"] > hi else
+                                                      "NOT met: too hard")
+    return dict(map50=C.rank_words(rows, "map50", "test mAP@0.5")["sentence"],
+                map=C.rank_words(rows, "map", "test mAP@0.5:0.95")["sentence"],
+                flops_vs_latency=C.flops_latency_words(rows),
+                target=(f"target (best detector's mean test mAP@0.5 in [{lo:.2f}, {hi:.2f}]): {verdict} — "
+                        f"{top['name']} {top['map50']:.3f}"))
 
 
 def plot(ref: dict, path: Path) -> None:
-    """Save chapter 6's reference figure (loss and val mAP@0.5 per epoch) next to the JSON."""
+    """Save chapter 6's reference figure (loss and val mAP@0.5 per epoch, every seed) next to the JSON."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -106,31 +126,48 @@ def plot(ref: dict, path: Path) -> None:
     plt.close(fig)
 
 
-def table(models: list[dict]) -> str:
+def table(ref: dict) -> str:
+    rows = C.comparison_rows(reference_entries(ref))
+    return C.format_comparison(rows, f"{len(rows)} detectors, {ref['meta']['seeds']} seeds, "
+                                     f"{ref['meta']['recipe']['imgsz']} px, {ref['meta']['device']}")
+
+
+def runs_table(models: list[dict]) -> str:
+    """One line per run: seed, epochs, wall time, throughput, best epoch, val and test mAP, load."""
     return text_table(
-        [{**m, "load": f"{m['loadavg_start'][0]:.1f}-{m['loadavg_end'][0]:.1f}"} for m in models],
-        {"name": "detector", "params": "params", "gflops": "GFLOPs", "epochs_run": "epochs", "train_time_s": "wall s",
-         "train_images_per_s": "train img/s", "inference_images_per_s": "infer img/s", "map50": "mAP50", "map": "mAP",
-         "load": "load"},
-        formats={"gflops": "{:.2f}", "train_time_s": "{:.0f}", "train_images_per_s": "{:.1f}",
-                 "inference_images_per_s": "{:.1f}", "map50": "{:.3f}", "map": "{:.3f}"})
+        [dict(name=m["name"], **{k: r[k] for k in ("seed", "epochs_run", "train_time_s", "train_images_per_s",
+                                                    "best_epoch", "val_map50")},
+              test_map50=r["test"]["map50"], test_map=r["test"]["map"],
+              load=f"{r['loadavg_start'][0]:.1f}-{r['loadavg_end'][0]:.1f}") for m in models for r in m["runs"]],
+        {"name": "detector", "seed": "seed", "epochs_run": "epochs", "train_time_s": "wall s",
+         "train_images_per_s": "train img/s", "best_epoch": "best ep", "val_map50": "val mAP50",
+         "test_map50": "test mAP50", "test_map": "test mAP", "load": "load"},
+        formats={"train_time_s": "{:.0f}", "train_images_per_s": "{:.1f}", "val_map50": "{:.3f}",
+                 "test_map50": "{:.3f}", "test_map": "{:.3f}"})
 
 
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--recipe", choices=sorted(RECIPES), default=pick("full", "quick"))
     parser.add_argument("--models", nargs="+", choices=list(SHIPPED), default=list(DETECTORS))
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], help="training seeds (data seed is 0)")
     parser.add_argument("--threads", type=int,
                         help="default: the recipe's ('auto': 2 if the load average is < 1, else 1)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--out", type=Path)
     parser.add_argument("--project", type=Path, default=REPO / "runs" / "bench")
-    parser.add_argument("--note", help="appended to meta.load_note (e.g. what else ran at the same time)")
-    parser.add_argument("--replot", action="store_true", help="no training: rebuild meta, table and figure")
-    parser.add_argument("--remeasure", action="store_true",
-                        help="with --replot: time the saved best.pt again (e.g. on a quieter machine)")
+    parser.add_argument("--data-root", type=Path, default=REPO / "data" / "shapes_bench")
+    parser.add_argument("--note", help="stored in meta.note (e.g. what else ran at the same time)")
+    parser.add_argument("--smoke", action="store_true",
+                        help="the same code at tiny sizes (quick recipe, 8 images, 1 epoch, 2 seeds): for tests")
+    parser.add_argument("--replot", action="store_true", help="no training: rebuild the words, table and figure")
     args = parser.parse_args(argv)
-    rec = recipe(args.recipe)
+    if len(set(args.seeds)) != len(args.seeds) or min(args.seeds) < 0:
+        raise ValueError(f"--seeds must be distinct non-negative ints, got {args.seeds}")
+    rec = recipe("quick" if args.smoke else args.recipe)
+    seeds = args.seeds[:2] if args.smoke else args.seeds
+    if args.smoke:
+        rec.update(SMOKE)
     threads = args.threads or rec["threads"]
     if threads == "auto":
         threads = 2 if os.getloadavg()[0] < 1.0 else 1
@@ -138,52 +175,55 @@ def main(argv=None) -> dict:
         raise ValueError(f"--threads must be >= 1, got {threads}")
     torch.set_num_threads(threads)
     dev = resolve_device(args.device)[0]
-    out = args.out or REPO / "results" / f"yolo_{args.recipe}_{dev.type}.json"
-    plain_recipe = json.loads(json.dumps(rec))
+    name = "smoke" if args.smoke else args.recipe
+    out = args.out or REPO / "results" / f"yolo_{name}_{dev.type}.json"
 
-    previous = json.loads(out.read_text()) if out.exists() else {}
-    same_recipe = previous.get("meta", {}).get("recipe") == plain_recipe
-    fresh = []
-    if not args.replot:
-        data = make_data(rec)
-        for name in args.models:
-            fresh.append(run_one(name, SHIPPED[name], rec, data, args.project, args.device))
-            print(json.dumps({k: v for k, v in fresh[-1].items() if k != "history"}), flush=True)
-        previous = json.loads(out.read_text()) if out.exists() else {}  # another process may have written
-        same_recipe = previous.get("meta", {}).get("recipe") == plain_recipe
-    elif not same_recipe:
-        raise ValueError(f"--replot: {out} was not made with the {args.recipe!r} recipe of course.yolo.train")
-
-    kept = previous.get("models", []) if same_recipe else []
-    if args.replot and args.remeasure:
-        for m in kept:
-            m.update(measure(args.project / Path(m["cfg"]).stem / "weights" / "best.pt", rec["imgsz"]))
-    merged = {m["name"]: m for m in kept} | {m["name"]: m for m in fresh}
-    models = [merged[n] for n in SHIPPED if n in merged]
-    loads = "; ".join(f"{m['name']} {m['loadavg_start'][0]:.1f} -> {m['loadavg_end'][0]:.1f}" for m in models)
-    used = sorted({m["threads"] for m in models}) or [threads]
-    meta = dict(
-        device=(f"CPU ({cpu_model()}, {'/'.join(map(str, used))} thread{'s' if used != [1] else ''})"
-                if dev.type == "cpu" else device_name(dev)),
-        cpu=cpu_model(), threads=used[0] if len(used) == 1 else used, torch_version=str(torch.__version__),
-        python=platform.python_version(), date=datetime.datetime.now().isoformat(timespec="seconds"),
-        recipe=plain_recipe, recipe_name=args.recipe, run_keys=list(RUN_KEYS),
-        target="mAP@0.5 >= 0.90 on val within the recipe's time_budget_s per detector",
-        eval="val split (own seed stream, never trained on), conf 0.001, NMS IoU 0.6, 101-point COCO-style AP; "
-             "map50/map are the best-fitness epoch (the saved best.pt)",
-        latency="batch 1, fp32, median of torch.utils.benchmark, decoded output, same thread count",
-        loadavg_start=min((m["loadavg_start"] for m in models), default=None),
-        loadavg_end=max((m["loadavg_end"] for m in models), default=None),
-        load_note=(f"1-min load average at start -> end of each detector's run on {os.cpu_count()} cores: {loads} "
-                   "(a shared machine: load above the thread count slows training)"
-                   + (f". {args.note}" if args.note else previous.get("meta", {}).get("note_suffix", ""))),
-        note_suffix=f". {args.note}" if args.note else previous.get("meta", {}).get("note_suffix", ""),
-    )
-    ref = dict(meta=meta, models=models)
+    if args.replot:
+        ref = json.loads(out.read_text())
+        if ref.get("meta", {}).get("schema") != SCHEMA:
+            raise ValueError(f"--replot: {out} is not schema {SCHEMA} (re-record it without --replot)")
+        ref.update(words=words(ref["models"]))
+    else:
+        data = make_data(rec, args.data_root)
+        models = []
+        for det in args.models:
+            runs = [run_one(det, SHIPPED[det], rec, data, args.project, s, args.device) for s in seeds]
+            cost = measure(REPO / runs[0]["weights"], rec["imgsz"], min_run_time=0.05 if args.smoke else None)
+            models.append(dict(name=det, cfg=SHIPPED[det], **cost, summary=summarize_runs(runs), runs=runs))
+            print(json.dumps({k: v for k, v in models[-1].items() if k != "runs"}), flush=True)
+        used = sorted({r["threads"] for m in models for r in m["runs"]})
+        starts = [r["loadavg_start"] for m in models for r in m["runs"]]
+        ends = [r["loadavg_end"] for m in models for r in m["runs"]]
+        meta = dict(
+            schema=SCHEMA, device=(f"CPU ({cpu_model()}, {'/'.join(map(str, used))} thread{'s' if used != [1] else ''})"
+                                   if dev.type == "cpu" else device_name(dev)),
+            cpu=cpu_model(), cores=os.cpu_count(), threads=used[0] if len(used) == 1 else used,
+            torch_version=str(torch.__version__), python=platform.python_version(),
+            date=datetime.datetime.now().isoformat(timespec="seconds"), recipe=json.loads(json.dumps(rec)),
+            recipe_name=name, run_keys=list(RUN_KEYS), seeds=len(seeds), seed_list=seeds, data_seed=0,
+            eval=("best epoch chosen on val (fitness 0.1 mAP@0.5 + 0.9 mAP@0.5:0.95, EMA weights), scored on the "
+                  "test split (own seed stream, never trained on or chosen with); conf 0.001, NMS IoU 0.6; map50/map: "
+                  "YOLOv5's interpolated AP (101-point, linear), coco_map50/coco_map: the same matches integrated "
+                  "as pycocotools/torchmetrics do"),
+            spread="mean ± sample std over seeds; a difference is called only when the gap exceeds the sum of the stds",
+            latency=f"batch 1, fp32, median of torch.utils.benchmark at the training size ({rec['imgsz']} px), "
+                    "decoded output, same thread count; measured once per detector on the seed-0 best.pt",
+            target="the best detector between 0.60 and 0.85 test mAP@0.5 within time_budget_s per run",
+            loadavg_start=min(starts, default=None), loadavg_end=max(ends, default=None),
+            load_note=(f"1-min load average at start -> end of each run on {os.cpu_count()} cores: "
+                       + "; ".join(f"{m['name']} seed {r['seed']} {r['loadavg_start'][0]:.1f} -> {r['loadavg_end'][0]:.1f}"
+                                   for m in models for r in m["runs"])
+                       + " (load above the thread count slows training)"),
+            note=args.note or "",
+        )
+        ref = dict(meta=meta, models=models, words=words(models))
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(ref, indent=1))
     plot(ref, out.with_suffix(".png"))
-    print(table(models))
+    print(runs_table(ref["models"]))
+    print(table(ref))
+    for key in ("map50", "map", "flops_vs_latency", "target"):
+        print("•", ref["words"][key])
     print(f"-> {out}, {out.with_suffix('.png')}")
     return ref
 

@@ -2,9 +2,11 @@
 
 import copy
 import importlib.util
+import json
 from pathlib import Path
 
 import matplotlib
+import numpy as np
 import pytest
 import torch
 
@@ -20,7 +22,7 @@ from course.yolo import benchmark as B  # noqa: E402
 from course.yolo import cfg_edit  # noqa: E402
 from course.yolo import compare as C  # noqa: E402
 from course.yolo.model import detect_levels  # noqa: E402
-from course.yolo.train import train_kwargs  # noqa: E402
+from course.yolo.train import recipe, train_kwargs  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -81,32 +83,84 @@ def test_116_becomes_120(shufflenet):
     assert make_divisible_ceil(116, 8) == 120 and shufflenet.model[1].args[:2] == [32, 120]
 
 
-FAKE = {"base": dict(params=1_000_000, gflops=4.0, cpu_ms_320=20.0, cpu_ms_640=80.0, map50=0.9, map=0.6),
-        "mobilenet-ish": dict(params=900_000, gflops=2.0, cpu_ms_320=30.0, cpu_ms_640=None, map50=0.8, map=0.5),
-        "shufflenet-ish": dict(params=800_000, gflops=3.0, cpu_ms_320=15.0, cpu_ms_640=60.0, map50=float("nan"))}
+FAKE = {"base": dict(imgsz=128, params=1_000_000, gflops=4.0, gflops_640=100.0, cpu_ms=20.0, map50=0.9, map=0.6),
+        "mobilenet-ish": dict(imgsz=128, params=900_000, gflops=2.0, gflops_640=50.0, cpu_ms=30.0, map50=0.8, map=0.5),
+        "shufflenet-ish": dict(imgsz=128, params=800_000, gflops=3.0, gflops_640=75.0, cpu_ms=15.0,
+                               map50=float("nan"))}
 
 
 def test_comparison_rows_and_table():
     rows = C.comparison_rows(FAKE)
     assert [r["name"] for r in rows] == list(FAKE)
-    assert rows[1]["gflops_vs_base"] == 0.5 and rows[1]["cpu_ms_320_vs_base"] == 1.5
-    assert rows[2]["map50"] is None and rows[1]["cpu_ms_640_vs_base"] is None
+    assert rows[1]["gflops_vs_base"] == 0.5 and rows[1]["cpu_ms_vs_base"] == 1.5
+    assert rows[2]["map50"] is None and rows[1]["gpu_ms_vs_base"] is None
     table = C.format_comparison(rows, "title")
-    assert table.splitlines()[0] == "title" and "1,000,000" in table and "—" in table
+    lines = table.splitlines()
+    assert lines[0] == "title" and "1,000,000" in table and "—" in table
+    assert lines[1].split()[:5] == ["detector", "params", "GFLOPs@128", "GFLOPs@640", "CPU"]  # one size throughout
+    assert "GPU" not in lines[1]  # a column nobody measured is left out
+    assert "YOLOv5's interpolated AP" in lines[-1] and "torchmetrics" in lines[-1]
     fig = C.plot_comparison(rows)
-    assert len(fig.axes) == 4
+    assert len(fig.axes) == 4 and "128" in fig.axes[2].get_title()
     matplotlib.pyplot.close(fig)
+    with pytest.raises(ValueError, match="different sizes"):
+        C.comparison_rows({"a": dict(imgsz=128), "b": dict(imgsz=320)})
+
+
+def test_mean_and_std_print_together():
+    rows = C.comparison_rows({"a": dict(imgsz=128, map50=0.7123, map50_std=0.0111, seeds=3),
+                              "b": dict(imgsz=128, map50=0.5, map50_std=0.02, seeds=3)})
+    table = C.format_comparison(rows)
+    assert "0.712 ± 0.011" in table and "over 3 seeds" in table
 
 
 def test_speed_notes_are_computed_from_the_rows():
-    notes = C.speed_notes(C.comparison_rows(FAKE), 320)
+    notes = C.speed_notes(C.comparison_rows(FAKE))
     assert "0.50× the FLOPs" in notes[0] and "1.50× its CPU time" in notes[0] and "slower" in notes[0]
-    assert "depthwise" in notes[0]  # the why, for a MobileNet
+    assert "128×128" in notes[0] and "depthwise" in notes[0]  # the why, for a MobileNet
     assert "0.75× the FLOPs" in notes[1] and "about as fast" in notes[1]
-    assert "fewest FLOPs (mobilenet-ish" in notes[2] and "shufflenet-ish is" in notes[2]
+    assert notes[2].startswith("FLOPs and CPU latency at 128 px disagree")
     faster = copy.deepcopy(FAKE)
-    faster["mobilenet-ish"]["cpu_ms_320"] = 5.0
-    assert "faster than its FLOPs predict" in C.speed_notes(C.comparison_rows(faster), 320)[0]
+    faster["mobilenet-ish"]["cpu_ms"] = 5.0
+    assert "faster than its FLOPs predict" in C.speed_notes(C.comparison_rows(faster))[0]
+
+
+def test_flops_latency_words_name_each_pair_that_disagrees():
+    rows = C.comparison_rows(FAKE)  # FLOPs 2 < 3 < 4, time 30 > 15 < 20
+    text = C.flops_latency_words(rows)
+    assert "mobilenet-ish has fewer FLOPs than shufflenet-ish" in text
+    assert "mobilenet-ish has fewer FLOPs than base" in text and "shufflenet-ish has fewer FLOPs than base" not in text
+    agree = copy.deepcopy(FAKE)
+    agree["mobilenet-ish"]["cpu_ms"], agree["shufflenet-ish"]["cpu_ms"] = 10.0, 15.0
+    assert "agree: fewest FLOPs to most (mobilenet-ish < shufflenet-ish < base)" in \
+        C.flops_latency_words(C.comparison_rows(agree))
+
+
+def _ranked(means, stds):
+    return C.comparison_rows({n: dict(map50=m, map50_std=s) for n, m, s in zip("ABC", means, stds)})
+
+
+def test_rank_words_call_a_difference_only_beyond_the_spread():
+    r = C.rank_words(_ranked([0.70, 0.60, 0.58], [0.02, 0.03, 0.01]))
+    assert r["order"] == ["A", "B", "C"] and r["best"] == "A" and r["tiers"] == [["A"], ["B", "C"]]
+    assert r["sentence"].startswith("Best by test mAP@0.5: A.")
+    assert "A 0.700 ± 0.020 is ahead of B 0.600 ± 0.030 (gap 0.100 > spread 0.050)" in r["sentence"]
+    assert "B 0.600 ± 0.030 and C 0.580 ± 0.010 cannot be told apart (gap 0.020 ≤ spread 0.040)" in r["sentence"]
+    tied = C.rank_words(_ranked([0.62, 0.70, 0.40], [0.05, 0.04, 0.01]))
+    assert tied["best"] is None and tied["tiers"] == [["B", "A"], ["C"]]
+    assert tied["sentence"].startswith("No single best by test mAP@0.5: B, A are within their spread.")
+    one_seed = C.rank_words(C.comparison_rows({"A": dict(map50=0.7), "B": dict(map50=0.2)}))
+    assert one_seed["best"] is None and "no difference is called" in one_seed["sentence"]
+    with pytest.raises(ValueError, match="no 'map'"):
+        C.rank_words(C.comparison_rows({"A": dict(map50=0.7)}), "map")
+
+
+def test_seed_summary_is_mean_and_sample_std():
+    s = C.seed_summary([0.5, 0.7, 0.6])
+    assert s["mean"] == pytest.approx(0.6) and s["std"] == pytest.approx(0.1) and s["n"] == 3
+    assert C.seed_summary([0.4])["std"] is None
+    with pytest.raises(ValueError, match="values"):
+        C.seed_summary([0.4, float("nan")])
 
 
 def test_comparison_rows_refuses_bad_input():
@@ -124,44 +178,116 @@ def test_param_groups_plot(shufflenet):
     matplotlib.pyplot.close(fig)
 
 
-def test_reference_entries_read_the_benchmark_schema():
-    ref = {"meta": {"device": "cpu", "date": "2026-11-28"},
-           "models": [{"name": "YOLOv5n", "params": 5, "map50": 0.95, "map": 0.7, "train_time_s": 9}]}
+def _run(seed, map50, secs, capped=False):
+    test = dict(epoch=3, images=10, instances=30, map50=map50, map=map50 / 2, precision=0.5, recall=0.5,
+                coco_map50=map50 - 0.01, coco_map=map50 / 2 - 0.01)
+    return dict(seed=seed, train_time_s=secs, stopped_by_budget=capped, test=test,
+                history=[dict(epoch=0, loss=2.0, map50=0.1), dict(epoch=1, loss=1.0, map50=map50)])
+
+
+def _reference(rec=None):
+    models = []
+    for name, maps in (("YOLOv5n", (0.60, 0.62, 0.61)), ("ShuffleNetV2", (0.70, 0.72, 0.74))):
+        runs = [_run(s, m, 600 + 60 * s, capped=s == 2) for s, m in enumerate(maps)]
+        models.append(dict(name=name, imgsz=128, params=5, gflops=0.2, gflops_640=4.0, cpu_ms=6.0,
+                           summary=B.summarize_runs(runs), runs=runs))
+    meta = dict(schema=B.SCHEMA, device="CPU (test, 2 threads)", torch_version="2.x", date="2026-12-01T00:00",
+                recipe=rec if rec is not None else dict(imgsz=128, time_budget_s=900), recipe_name="full", seeds=3,
+                loadavg_start=[0.1, 0, 0], loadavg_end=[0.4, 0, 0])
+    return dict(meta=meta, models=models)
+
+
+def test_reference_entries_read_means_and_spread_over_seeds():
+    ref = _reference()
     e = B.reference_entries(ref)
-    assert e["YOLOv5n"]["map50"] == 0.95 and e["YOLOv5n"]["train_s"] == 9 and e["YOLOv5n"]["gflops"] is None
-    assert "device: cpu" in B.reference_meta(ref)
+    assert e["ShuffleNetV2"]["map50"] == pytest.approx(0.72) and e["ShuffleNetV2"]["map50_std"] == pytest.approx(0.02)
+    assert e["YOLOv5n"]["train_s"] == pytest.approx(660) and e["YOLOv5n"]["seeds"] == 3
+    assert e["YOLOv5n"]["coco_map50"] == pytest.approx(0.60)
+    r = C.rank_words(C.comparison_rows(e))
+    assert r["best"] == "ShuffleNetV2"
+    assert "device: CPU (test, 2 threads)" in B.reference_meta(ref) and "load 0.1 -> 0.4" in B.reference_meta(ref)
     assert B.load_reference("/nonexistent/x.json") is None
-    with pytest.raises(ValueError, match=r"models\[0\] lacks \['map'\]"):
-        B.reference_entries({"models": [{"name": "x", "params": 1, "map50": 0.9, "train_time_s": 1}]})
+    with pytest.raises(ValueError, match=r"models\[0\] lacks \['summary'\]"):
+        B.reference_entries({"models": [{"name": "x", "imgsz": 1, "params": 1, "gflops": 1}]})
     with pytest.raises(ValueError, match="'models' list"):
         B.reference_entries({"rows": []})
 
 
-def test_shipped_reference_is_readable():
-    ref = B.load_reference()
-    if ref is None:
-        pytest.skip("no reference run recorded")
-    rows = C.comparison_rows(B.reference_entries(ref))
-    assert {r["name"] for r in rows} == {m["name"] for m in ref["models"]}
+def test_reference_status_and_duration_read_the_json():
+    rec = dict(imgsz=128, time_budget_s=900)
+    ok, text = B.reference_status(_reference(rec), rec)
+    assert ok and text.startswith("REFERENCE (not your run)")
+    words = B.reference_duration(_reference(rec), rec)
+    # seed 0 runs: 600 s each, 2 detectors -> 20 min; all six runs 2 * (600 + 660 + 720) s = 66 min
+    assert "took 20 min in all (YOLOv5n 10.0, ShuffleNetV2 10.0 min)" in words
+    assert "the whole reference (6 runs) took 66 min" in words and "capped at 15 min; 2 of the 6 runs" in words
+    ok, text = B.reference_status(None)
+    assert not ok and "No reference run" in text and "not known" in B.reference_duration(None)
+    old = {"meta": {"device": "cpu"}, "models": [{"name": "YOLOv5n", "params": 5, "map50": 0.95}]}
+    ok, text = B.reference_status(old)
+    assert not ok and "predates the discriminating recipe" in text
+    assert "predates" in B.reference_duration(old)
+    ok, text = B.reference_status(_reference(rec), dict(rec, imgsz=160))
+    assert not ok and "different recipe" in text
+
+
+def test_reference_figure_draws_every_seed():
+    ref = _reference()
     fig = B.reference_figure(ref)
-    for line, m in zip(fig.axes[1].lines, ref["models"]):
-        assert list(line.get_ydata()) == [r["map50"] for r in m["history"]]
+    assert len(fig.axes[1].lines) == 6
+    assert list(fig.axes[1].lines[3].get_ydata()) == [0.1, 0.70]
     assert fig._suptitle.get_text().startswith("REFERENCE")
     matplotlib.pyplot.close(fig)
 
 
-
-def test_yolo_full_table_has_a_row_per_recorded_model():
+def test_shipped_reference_is_readable_or_explained():
     ref = B.load_reference()
-    if ref is None:
-        pytest.skip("no reference run recorded")
+    ok, text = B.reference_status(ref, recipe('full'))
+    if not ok:
+        assert "benchmarks/yolo_full.py" in text
+        return
+    rows = C.comparison_rows(B.reference_entries(ref))
+    assert {r["name"] for r in rows} == {m["name"] for m in ref["models"]}
+    assert ref["words"]["map50"] == C.rank_words(rows, "map50", "test mAP@0.5")["sentence"]
+
+
+def _yolo_full():
     path = Path(__file__).resolve().parents[1] / "benchmarks" / "yolo_full.py"
     spec = importlib.util.spec_from_file_location("yolo_full", path)
-    yolo_full = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(yolo_full)
-    head, _, *rows = yolo_full.table(ref["models"]).splitlines()
-    assert head.split()[:3] == ["detector", "params", "GFLOPs"] and head.split()[-1] == "load"
-    assert [row.split()[:2] for row in rows] == [[m["name"], f"{m['params']:,}"] for m in ref["models"]]
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_yolo_full_smoke_records_every_seed_and_the_words(tmp_path):
+    """The reference-run command at tiny sizes: 3 detectors x 2 seeds, schema, summary, words, replot."""
+    yolo_full = _yolo_full()
+    out = tmp_path / "ref.json"
+    threads = torch.get_num_threads()
+    try:
+        ref = yolo_full.main(["--smoke", "--out", str(out), "--project", str(tmp_path / "runs"),
+                              "--data-root", str(tmp_path / "data"), "--threads", "1"])
+    finally:
+        torch.set_num_threads(threads)
+    saved = json.loads(out.read_text())
+    assert saved["meta"]["schema"] == B.SCHEMA and saved["meta"]["seeds"] == 2 and saved["meta"]["threads"] == 1
+    assert {"torch_version", "device", "cores", "loadavg_start", "load_note"} <= set(saved["meta"])
+    assert [m["name"] for m in saved["models"]] == list(B.DETECTORS)
+    for m in saved["models"]:
+        assert [r["seed"] for r in m["runs"]] == [0, 1] and m["imgsz"] == saved["meta"]["recipe"]["imgsz"]
+        assert m["summary"]["map50"]["n"] == 2
+        assert m["summary"]["map50"]["mean"] == pytest.approx(np.mean([r["test"]["map50"] for r in m["runs"]]))
+        assert m["gflops"] < m["gflops_640"] and m["cpu_ms"] > 0
+    rows = C.comparison_rows(B.reference_entries(saved))
+    assert saved["words"]["map50"] == C.rank_words(rows, "map50", "test mAP@0.5")["sentence"]
+    assert saved["words"]["flops_vs_latency"] == C.flops_latency_words(rows)
+    top = max(m["summary"]["map50"]["mean"] for m in saved["models"])
+    assert saved["words"]["target"].split(": ")[1].startswith("met" if 0.6 <= top <= 0.85 else "NOT met")
+    assert out.with_suffix(".png").is_file() and ref["meta"] == saved["meta"]
+    again = yolo_full.main(["--smoke", "--replot", "--out", str(out)])
+    assert again["words"] == saved["words"]
+    with pytest.raises(ValueError, match="--seeds"):
+        yolo_full.main(["--smoke", "--seeds", "1", "1", "--out", str(out)])
 
 
 def test_format_deployment_shows_size_error_and_speed_up():
@@ -192,6 +318,9 @@ def test_recipe_has_the_training_knobs():
         "ema_tau", "nbs", "cache", "resume"}
 
 
+_viewer_models: list = []
+
+
 @pytest.fixture(scope="module")
 def viewer(tmp_path_factory):
     from course.yolo.data import YoloDataset, load_data_config, make_shapes
@@ -206,6 +335,7 @@ def viewer(tmp_path_factory):
             b = conv.bias.view(eager.model[-1].na, -1)
             b[:, 4] = 1.5  # every cell thinks there is an object...
             b[:, 5] = 1.5  # ...of class 0
+    _viewer_models[:] = [quiet, eager]
     return ch.detection_widget({"quiet": quiet, "eager": eager}, dataset, data["names"]), dataset, data["names"]
 
 
@@ -242,6 +372,27 @@ def test_plot_samples_draws_every_label_and_names_the_file(viewer):
     with pytest.raises(ValueError, match="indices"):
         C.plot_samples(dataset, names, indices=[len(dataset)])
     matplotlib.pyplot.close(fig)
+
+def test_plot_detections_puts_every_detector_beside_the_truth(viewer):
+    _, dataset, names = viewer
+    from course.yolo.val import predict
+
+    quiet, eager = _viewer_models
+    fig = C.plot_detections({"quiet": quiet, "eager": eager}, dataset, names, indices=[0, 2], conf=0.25)
+    axes = fig.axes
+    assert len(axes) == 2 * 3
+    for r, i in enumerate([0, 2]):
+        img, labels, _, _ = dataset[i]
+        assert len(axes[3 * r].patches) == len(labels)
+        assert len(axes[3 * r + 1].patches) == 0  # the quiet model finds nothing
+        n = len(predict(eager, img, conf_thres=0.25, iou_thres=0.45)[0])
+        assert n > 0 and len(axes[3 * r + 2].patches) == n and axes[3 * r + 2].get_title() == f"eager: {n} found"
+    matplotlib.pyplot.close(fig)
+    with pytest.raises(ValueError, match="indices"):
+        C.plot_detections({"quiet": quiet}, dataset, names, indices=[99])
+    with pytest.raises(ValueError, match="non-empty"):
+        C.plot_detections({}, dataset, names)
+
 
 # ---- exercises, both ways
 

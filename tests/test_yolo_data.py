@@ -10,9 +10,9 @@ import torch
 import yaml
 from PIL import Image
 
-from course.yolo.data import (SHAPE_CLASSES, DatasetWarning, YoloDataset, create_dataloader, img2label_path,
+from course.yolo.data import (DATA_PRESETS, SHAPE_CLASSES, DatasetWarning, YoloDataset, create_dataloader, img2label_path,
                               letterbox, load_data_config, make_shapes)
-from course.yolo.data.shapes import _object_size, _shape_polygon
+from course.yolo.data.shapes import _object_size, _render, _shape_polygon
 from course.yolo.postprocess import scale_boxes, xywh2xyxy
 
 
@@ -82,13 +82,59 @@ def test_make_shapes_reuses_and_overwrites(tmp_path):
 
 
 @pytest.mark.parametrize("kw, match", [(dict(n_train=0), "n_train"), (dict(imgsz=10), "imgsz"),
-                                       (dict(classes=["circle", "hexagon"]), "classes"),
-                                       (dict(ext="gif"), "ext"), (dict(objects=(3, 1)), "objects")])
+                                       (dict(classes=["circle", "heptagon"]), "classes"),
+                                       (dict(ext="gif"), "ext"), (dict(objects=(3, 1)), "objects"),
+                                       (dict(n_test=0), "n_test"), (dict(clutter=(5, 2)), "clutter"),
+                                       (dict(decoys=(1.5, 2)), "decoys"), (dict(occlusion=1.5), "occlusion"),
+                                       (dict(contrast=-1), "contrast"), (dict(noise=(3,)), "noise")])
 def test_make_shapes_rejects_bad_arguments(tmp_path, kw, match):
     with pytest.raises(ValueError, match=match):
         make_shapes(tmp_path / "e", **{"n_train": 2, "n_val": 1, **kw})
     assert not (tmp_path / "e").exists()
 
+
+
+def test_three_splits_on_disk_test_defaults_to_val_size(shapes, tmp_path):
+    cfg = load_data_config(shapes)
+    assert cfg["test"] == shapes.parent / "images" / "test"
+    assert len(list(cfg["test"].iterdir())) == 8 == len(list(cfg["val"].iterdir()))  # n_test defaults to n_val
+    y = make_shapes(tmp_path / "t", n_train=2, n_val=1, n_test=3, imgsz=64)
+    test = sorted((tmp_path / "t" / "images" / "test").iterdir())
+    assert [f.name for f in test] == ["test_00000.jpg", "test_00001.jpg", "test_00002.jpg"]
+    assert all(img2label_path(f).is_file() for f in test)
+    val = (tmp_path / "t" / "images" / "val" / "val_00000.jpg").read_bytes()
+    assert all(f.read_bytes() != val for f in test)  # its own random stream, not a copy of val
+    assert load_data_config(y)["test"] == tmp_path / "t" / "images" / "test"
+
+
+def test_default_knobs_are_the_toy_preset_and_draw_the_same_images():
+    """The knobs were added with the old behaviour as their defaults: "toy" is the first course recipe."""
+    toy = DATA_PRESETS["toy"]
+    rng_a, rng_b = np.random.default_rng([0, 0, 5]), np.random.default_rng([0, 0, 5])
+    a, la = _render(rng_a, 128, toy["classes"], toy["objects"], toy["size_range"])
+    b, lb = _render(rng_b, 128, **toy)
+    assert la == lb and np.array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_hard_preset_is_harder_on_every_knob_and_labels_only_objects(tmp_path):
+    toy, hard = DATA_PRESETS["toy"], DATA_PRESETS["hard"]
+    assert len(hard["classes"]) > len(toy["classes"]) and hard["size_range"][0] < toy["size_range"][0]
+    assert hard["clutter"][1] > toy["clutter"][1] and hard["decoys"][1] > 0 and hard["occluders"][1] > 0
+    assert hard["occlusion"] > toy["occlusion"] and hard["contrast"] < toy["contrast"]
+    y = make_shapes(tmp_path / "h", n_train=40, n_val=1, n_test=1, imgsz=128, **hard)
+    rows = np.concatenate([np.loadtxt(f, ndmin=2) for f in sorted((tmp_path / "h" / "labels" / "train").iterdir())])
+    assert set(rows[:, 0].astype(int)) == set(range(len(hard["classes"])))  # every class drawn
+    sizes = rows[:, 3:].max(1) * 128
+    assert sizes.min() >= hard["size_range"][0] * 0.85 and sizes.max() <= hard["size_range"][1] * 1.2
+    assert load_data_config(y)["nc"] == len(hard["classes"])
+    # Decoys and occluders draw pixels, never labels: the same stream with them off labels the same objects.
+    knobs = dict(hard, decoys=(0, 0), occluders=(0, 0))
+    plain = [_render(np.random.default_rng([0, 0, i]), 128, **knobs)[1] for i in range(5)]
+    assert all(len(p) >= hard["objects"][0] - 1 for p in plain)
+    img_on, lab_on = _render(np.random.default_rng([0, 0, 0]), 128, **dict(hard, decoys=(0, 0)))
+    img_off, lab_off = _render(np.random.default_rng([0, 0, 0]), 128, **knobs)
+    assert lab_on == lab_off  # occluders come after the objects: same labels
+    assert lab_on and not np.array_equal(np.asarray(img_on), np.asarray(img_off))
 
 
 def test_shape_outlines_are_centred_on_their_box():

@@ -60,7 +60,7 @@ def overfit_run(tmp_path_factory, one_thread):
     root = tmp_path_factory.mktemp("overfit")
     data_yaml = make_shapes(root, n_train=8, n_val=1, imgsz=64, seed=0, objects=(1, 3), size_range=(24, 32))
     cfg = yaml.safe_load(data_yaml.read_text())
-    cfg["val"] = cfg["train"]
+    cfg["val"] = cfg["test"] = cfg["train"]
     data = root / "overfit.yaml"
     data.write_text(yaml.safe_dump(cfg))
     result = train("yolov5n.yaml", data, epochs=OVERFIT_EPOCHS, imgsz=64, batch_size=8, nbs=8, device="cpu",
@@ -94,6 +94,44 @@ def test_checkpoint_loads_weights_only_and_reproduces_metrics(overfit_run):
     assert set(metrics["speed_ms"]) == {"inference", "nms"}
 
 
+def test_the_test_split_scores_the_epoch_chosen_on_val(overfit_run):
+    """val = test = train here, so the test score must equal the val row of the epoch best.pt holds."""
+    result, _ = overfit_run
+    ckpt = torch.load(result.best, map_location="cpu", weights_only=True)
+    assert result.test["epoch"] == ckpt["epoch"] == max(range(len(result.history)),
+                                                        key=lambda e: (result.history[e]["fitness"], e))
+    row = result.history[result.test["epoch"]]
+    assert result.test["map50"] == pytest.approx(row["map50"], abs=1e-6)
+    assert result.test["map"] == pytest.approx(row["map"], abs=1e-6)
+    assert json.loads((result.save_dir / "test.json").read_text()) == result.test
+    assert result.test["images"] == 8
+
+
+def test_evaluate_reports_the_coco_figure_beside_yolov5s(overfit_run):
+    """``coco`` is the same matches integrated as pycocotools does: torchmetrics gives the same numbers."""
+    from torchmetrics.detection import MeanAveragePrecision
+
+    from course.yolo.data import load_data_config
+    from course.yolo.postprocess import non_max_suppression
+
+    result, data = overfit_run
+    cfg = load_data_config(data)
+    loader = create_dataloader(YoloDataset(cfg["val"], 64, nc=cfg["nc"]), 8, shuffle=False)
+    model = load_model(result.best)
+    metrics = evaluate(model, loader, progress=False, max_det=100)  # torchmetrics keeps COCO's 100 per image
+    tm = MeanAveragePrecision(iou_type="bbox", box_format="xyxy")
+    with torch.no_grad():
+        for imgs, labels, _, _ in loader:
+            dets = non_max_suppression(model(imgs.float() / 255)[0], 0.001, 0.6, max_det=100, multi_label=True)
+            truth = targets_to_pixels(labels, 64, 64, len(imgs))
+            tm.update([dict(boxes=d[:, :4], scores=d[:, 4], labels=d[:, 5].long()) for d in dets],
+                      [dict(boxes=t[:, 1:], labels=t[:, 0].long()) for t in truth])
+    ref = tm.compute()
+    assert metrics["coco"]["map50"] == pytest.approx(float(ref["map_50"]), abs=0.005)
+    assert metrics["coco"]["map"] == pytest.approx(float(ref["map"]), abs=0.005)
+    assert metrics["coco"] != {k: metrics[k] for k in ("map50", "map")}  # a second figure, not a copy
+
+
 def test_predict_finds_the_memorised_boxes(overfit_run):
     from torchvision.ops import box_iou
 
@@ -121,7 +159,9 @@ def test_val_cli_prints_the_table(overfit_run, capsys):
     result, data = overfit_run
     main(["--weights", str(result.best), "--data", str(data), "--imgsz", "64", "--device", "cpu"])
     out = capsys.readouterr().out
-    assert "mAP50-95" in out and "all" in out and "ms inference" in out
+    assert "mAP50-95" in out and "all" in out and "ms inference" in out and "COCO-style" in out
+    main(["--weights", str(result.best), "--data", str(data), "--imgsz", "64", "--device", "cpu", "--split", "test"])
+    assert "mAP50-95" in capsys.readouterr().out
 
 
 def _state_equal(a: dict, b: dict) -> list[str]:
@@ -154,11 +194,12 @@ DDP_SCRIPT = textwrap.dedent("""
     import course.yolo.val as V
     from course.yolo.train import main
 
-    scored = []  # images each validation of this process saw
+    scored = []  # (split folder, images) of each evaluation this process ran
     real_evaluate = V.evaluate
 
     def counting_evaluate(model, dataloader, *args, **kwargs):
-        scored.append(sum(len(paths) for _, _, paths, _ in dataloader))
+        paths = [p for _, _, batch, _ in dataloader for p in batch]
+        scored.append([os.path.basename(os.path.dirname(paths[0])), len(paths)])
         return real_evaluate(model, dataloader, *args, **kwargs)
 
     V.evaluate = counting_evaluate
@@ -206,13 +247,15 @@ def test_ddp_two_cpu_processes_keep_identical_weights(ddp_run):
 
 @pytest.mark.slow
 def test_ddp_rank0_validates_the_whole_val_set(ddp_run, tiny_data):
-    """Rank 0's mAP is the single-process evaluate of the same (EMA) weights on every val image, not a shard's."""
+    """Rank 0's mAP is the single-process evaluate of the same (EMA) weights on every val image, not a shard's;
+    after training rank 0 alone scores the best epoch on every test image."""
     from course.yolo.data import load_data_config
 
     last, (r0, r1) = ddp_run
     cfg = load_data_config(tiny_data)
     val_set = YoloDataset(cfg["val"], 64, nc=cfg["nc"])
-    assert r0["scored"] == [len(val_set)] and r1["scored"] == []
+    test_set = YoloDataset(cfg["test"], 64, nc=cfg["nc"])
+    assert r0["scored"] == [["val", len(val_set)], ["test", len(test_set)]] and r1["scored"] == []
     alone = evaluate(load_model(last), create_dataloader(val_set, 8, shuffle=False), progress=False)
     row = r0["history"][-1]
     for key in ("map50", "map", "precision", "recall"):

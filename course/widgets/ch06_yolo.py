@@ -217,7 +217,7 @@ def train_detectors(data, rec: dict | None = None, detectors: dict | None = None
 
 
 def detection_widget(models: dict, dataset, names, conf: float = 0.25) -> WidgetHandle:
-    """Pick a detector, a val image and a confidence threshold: its detections beside the ground truth."""
+    """Pick a detector, an image of ``dataset`` and a confidence threshold: its detections beside the ground truth."""
     import ipywidgets as W
 
     from ..yolo.val import predict
@@ -229,7 +229,7 @@ def detection_widget(models: dict, dataset, names, conf: float = 0.25) -> Widget
     names = [names[i] for i in sorted(names)] if isinstance(names, dict) else list(names)
     controls = {
         "detector": W.Dropdown(options=list(models), value=next(iter(models)), description="detector"),
-        "image": W.IntSlider(value=0, min=0, max=len(dataset) - 1, description="val image"),
+        "image": W.IntSlider(value=0, min=0, max=len(dataset) - 1, description="image"),
         "conf": W.FloatSlider(value=conf, min=0.05, max=0.95, step=0.05, description="confidence"),
     }
     state: dict = {}

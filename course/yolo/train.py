@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import copy
 import inspect
+import json
 import math
 import os
 import time
@@ -49,46 +50,55 @@ from course.yolo.metrics import fitness
 from course.yolo.model import CFG_DIR
 from course.validate import check_int
 
+
+
+def _shapes_preset(name: str) -> dict:
+    from course.yolo.data.shapes import DATA_PRESETS
+
+    return {k: tuple(v) if isinstance(v, tuple) else v for k, v in DATA_PRESETS[name].items()}
+
+
 CALLBACK_EVENTS = ("on_train_start", "on_epoch_end", "on_train_end")
 MIN_WARMUP_ITERS = 100
 MAX_GRAD_NORM = 10.0
 MIN_WORKER_BATCHES = 4
 
-# The course's one training recipe on the shapes dataset, read by the CLI (``--recipe``),
+# The course's training recipes on the shapes dataset, read by the CLI (``--recipe``),
 # ``benchmarks/yolo_full.py`` and chapter 6. Keys are ``make_shapes`` or ``train`` arguments, plus
-# RUN_KEYS for the runner. "full" must reach mAP@0.5 >= 0.90 on val for every shipped detector in
-# <= 15 min on a 2-core CPU (results/yolo_full_cpu.json); "quick" only proves the code runs.
+# RUN_KEYS for the runner. "full" is the discriminating benchmark: the data is
+# ``DATA_PRESETS["hard"]`` (8 look-alike classes, small objects, decoys, occlusion; see
+# ``course.yolo.data.shapes``), designed so that the best chapter-6 detector ends between 0.60 and
+# 0.85 mAP@0.5 on the test split within the time cap (the first recipe, "toy", saturated at
+# 0.93-0.99 and could not rank them). Whether it does is read from results/yolo_full_cpu.json, never
+# assumed. "quick" only proves the code runs.
+_FULL_HYP = dict(
+    # scale_hyp multiplies cls by nc/80 * 3/nl = 0.1 for 8 classes, so YOLOv5's 0.5 would become
+    # 0.05 and the class loss would hardly train; 2.0 makes it 0.2. Much more lets the class term
+    # dominate the clipped gradient (MAX_GRAD_NORM) and starve box and objectness.
+    cls=2.0,
+    # A clipped step has norm lr * MAX_GRAD_NORM, so lr0 sets the pace: higher than YOLOv5's 0.01
+    # because a short run has few steps. 2-epoch warm-up.
+    lr0=0.05, warmup_epochs=2.0,
+    # Zoom of +-25 % instead of +-50 %: at 0.5x the smallest objects would shrink below one P3 cell.
+    scale=0.25,
+)
 RECIPES = {
     "full": dict(
-        # Dataset: 4 classes, 2-6 objects on cluttered textured backgrounds, 16-64 px objects on
-        # 128-px images: the smallest spans 2 cells of the stride-8 P3 map, the largest half the
-        # image (P5's scale). Smaller objects cover too few pixels to be found reliably. 128 px
-        # rather than more: on a CPU, learning within the time budget is limited by the number
-        # of optimizer steps, and small images give more steps per minute.
-        n_train=1000, n_val=100, imgsz=128, classes=("circle", "square", "triangle", "cross"),
-        objects=(2, 6), size_range=(16.0, 64.0),
+        # 128 px: on a CPU, learning within the time budget is limited by the number of optimizer
+        # steps, and small images give more steps per minute. 10-48 px objects: the smallest spans
+        # just over one stride-8 cell, the largest over a third of the image. 150 val images pick
+        # the best epoch; 300 test images give the final score.
+        n_train=1000, n_val=150, n_test=300, imgsz=128, **_shapes_preset("hard"),
         # nbs = batch: no gradient accumulation, one optimizer step per batch (63 per epoch).
         # workers=0: the main process loads, so a seed gives the same run whatever the thread count
         # and load ("auto" workers depend on both).
-        epochs=60, batch_size=16, nbs=16, cache=True, ema_tau="auto", workers=0,
-        hyp=dict(
-            # scale_hyp multiplies cls by nc/80 * 3/nl = 0.05 for 4 classes, so YOLOv5's 0.5 would
-            # become 0.025 and the class loss would hardly train; 2.0 makes it 0.1. Much more lets
-            # the class term dominate the clipped gradient (MAX_GRAD_NORM) and starve box and
-            # objectness.
-            cls=2.0,
-            # A clipped step has norm lr * MAX_GRAD_NORM, so lr0 sets the pace: higher than
-            # YOLOv5's 0.01 because a short run has few steps. 2-epoch warm-up.
-            lr0=0.05, warmup_epochs=2.0,
-            # Zoom of +-25 % instead of +-50 %: at 0.5x the 16-px objects would shrink to one P3 cell.
-            scale=0.25,
-        ),
+        epochs=60, batch_size=16, nbs=16, cache=True, ema_tau="auto", workers=0, hyp=_FULL_HYP,
         # "auto": 2 threads on an idle machine, 1 when the load average is >= 1 (OpenMP threads
         # competing with other processes for the same cores slow every step down).
         threads="auto", time_budget_s=15 * 60,
     ),
     "quick": dict(
-        n_train=16, n_val=8, imgsz=64, classes=("circle", "square", "triangle", "cross"),
+        n_train=16, n_val=8, n_test=8, imgsz=64, classes=("circle", "square", "triangle", "cross"),
         objects=(1, 3), size_range=(8.0, 32.0),
         epochs=1, batch_size=8, nbs=8, cache=True, ema_tau="auto", workers=0,
         hyp=dict(cls=2.0, lr0=0.05, warmup_epochs=2.0),
@@ -101,7 +111,7 @@ RUN_KEYS = ("threads", "time_budget_s")  # for the runner: thread count ("auto" 
 # "scratch-low" is YOLOv5's own file, the default. "small-data" is the course's recipe above (the
 # reasons are beside its values): a stronger class-loss gain for a handful of classes, lr0 0.05,
 # a 2-epoch warm-up and +-25 % zoom, for runs of a few thousand optimizer steps on ~1000 images.
-HYP_PRESETS = {"scratch-low": {}, "small-data": RECIPES["full"]["hyp"]}
+HYP_PRESETS = {"scratch-low": {}, "small-data": _FULL_HYP}
 
 
 @dataclass
@@ -117,12 +127,21 @@ class TrainResult:
     best_fitness: float
     device: str
     stopped_early: bool = False
+    test: dict | None = None
     model: nn.Module | None = field(default=None, repr=False)
     ema_model: nn.Module | None = field(default=None, repr=False)
 
     @property
     def final(self) -> dict:
         return self.history[-1] if self.history else {}
+
+
+def split_scores(metrics: dict, epoch: int | None = None) -> dict:
+    """The plain numbers of an ``evaluate`` on the test split: YOLOv5's AP and the COCO figure beside it."""
+    return dict(epoch=epoch, images=int(metrics["images"]), instances=int(metrics["instances"]),
+                map50=float(metrics["map50"]), map=float(metrics["map"]), precision=float(metrics["precision"]),
+                recall=float(metrics["recall"]), coco_map50=float(metrics["coco"]["map50"]),
+                coco_map=float(metrics["coco"]["map"]))
 
 
 def recipe(mode: str | None = None) -> dict:
@@ -505,10 +524,26 @@ def train(cfg=None, data=None, epochs: int = 30, imgsz: int = 320, batch_size: i
         if stopped:
             break
 
-    result = TrainResult(history=history, wall_time_s=time.perf_counter() - t_start,
+    wall_time_s = time.perf_counter() - t_start
+    test = None
+    if main_process and "test" in data_cfg and best.exists():
+        # The best epoch was chosen on val; the test split, never looked at before, gives the score.
+        from course.yolo.val import load_model
+
+        test_set = YoloDataset(data_cfg["test"], imgsz, augment=False, hyp=hyp, nc=data_cfg["nc"], cache=cache)
+        test_loader = create_dataloader(test_set, batch_size * 2, shuffle=False, seed=seed, distributed=False,
+                                        workers=loader_workers(len(test_set), batch_size * 2))
+        best_ckpt = torch.load(best, map_location="cpu", weights_only=True)
+        scored = evaluate(load_model(best, dev), test_loader, half=amp, progress=False, names=data_cfg["names"])
+        test = split_scores(scored, epoch=int(best_ckpt["epoch"]))
+        (save_dir / "test.json").write_text(json.dumps(test, indent=1))
+        if progress:
+            print(f"test ({test['images']} images, best epoch {test['epoch'] + 1} by val): mAP50 {test['map50']:.3f} "
+                  f"mAP {test['map']:.3f} (YOLOv5 AP); COCO-style {test['coco_map50']:.3f} / {test['coco_map']:.3f}")
+    result = TrainResult(history=history, wall_time_s=wall_time_s,
                          train_images_per_s=images_seen / max(train_time, 1e-9), save_dir=save_dir,
                          last=last if main_process else None, best=best if main_process and best.exists() else None,
-                         best_fitness=best_fitness, device=str(dev), stopped_early=stopped,
+                         best_fitness=best_fitness, device=str(dev), stopped_early=stopped, test=test,
                          model=unwrap(model), ema_model=ema.ema if ema is not None else None)
     if "on_train_end" in callbacks:
         callbacks["on_train_end"](result)

@@ -49,6 +49,10 @@ def evaluate(model: nn.Module, dataloader, conf_thres: float = 0.001, iou_thres:
              progress: bool = True, max_det: int = 300, names=None) -> dict:
     """mAP@0.5, mAP@0.5:0.95, P, R, per class, and ms/image for inference and NMS (YOLOv5 ``val.py``).
 
+    ``map50``/``map`` are YOLOv5's interpolated AP (``metrics.compute_ap``, method "interp");
+    ``result["coco"]`` holds the same matches integrated as pycocotools and torchmetrics do (the
+    COCO figure, a little lower; tests check it against torchmetrics' ``MeanAveragePrecision``).
+
     ``half`` runs the forward pass under fp16 autocast on CUDA (ignored on CPU, where fp16
     convolutions are slow or missing); the model's own weights are left untouched, which
     matters when ``model`` is the training EMA. ``names`` defaults to ``dataloader.dataset.names``.
@@ -82,6 +86,9 @@ def evaluate(model: nn.Module, dataloader, conf_thres: float = 0.001, iou_thres:
         metrics.update([d.cpu() for d in dets], targets_to_pixels(labels, height, width, bs))
     model.train(was_training)
     result = metrics.compute()
+    metrics.method = "coco"  # the same matches, integrated as pycocotools/torchmetrics do
+    coco = metrics.compute()
+    result["coco"] = dict(map50=coco["map50"], map=coco["map"])
     result["speed_ms"] = dict(inference=1000 * t_inference / max(images, 1), nms=1000 * t_nms / max(images, 1))
     result["device"] = str(device)
     return result
@@ -154,16 +161,20 @@ def main(argv=None) -> dict:
     parser.add_argument("--iou", type=float, default=0.6)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--workers", type=int, default=0)
-    parser.add_argument("--split", default="val", choices=("train", "val"))
+    parser.add_argument("--split", default="val", choices=("train", "val", "test"))
     args = parser.parse_args(argv)
 
     device = select_device(args.device)
     model = load_model(args.weights, device)
     data = load_data_config(args.data)
+    if args.split not in data:
+        parser.error(f"--split {args.split}: {args.data} has no {args.split!r} key")
     dataset = YoloDataset(data[args.split], args.imgsz, augment=False, hyp=None, nc=data["nc"])
     loader = create_dataloader(dataset, args.batch, shuffle=False, workers=args.workers, seed=0)
     result = evaluate(model, loader, args.conf, args.iou, half=device.type == "cuda", names=data["names"])
     print(format_table(result, data["names"]))
+    print(f"COCO-style (pycocotools' step integration of the same matches): mAP50 {result['coco']['map50']:.3g}, "
+          f"mAP50-95 {result['coco']['map']:.3g}")
     speed = result["speed_ms"]
     print(f"Speed: {speed['inference']:.1f} ms inference, {speed['nms']:.1f} ms NMS per image at "
           f"{args.imgsz}x{args.imgsz}, batch {args.batch}, {device}, {torch.get_num_threads()} threads, "

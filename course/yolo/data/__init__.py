@@ -17,9 +17,10 @@ from ..letterbox import PAD_VALUE, letterbox, letterbox_geometry
 from .augment import default_augment_hyp
 from .config import load_data_config
 from .dataset import IMG_EXTS, DatasetWarning, YoloDataset, create_dataloader, img2label_path
-from .shapes import DEFAULT_CLASSES, SHAPE_CLASSES, make_shapes
+from .shapes import DATA_PRESETS, DEFAULT_CLASSES, SHAPE_CLASSES, make_shapes
 
 __all__ = [
+    "DATA_PRESETS",
     "DEFAULT_CLASSES",
     "IMG_EXTS",
     "PAD_VALUE",

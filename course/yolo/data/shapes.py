@@ -17,13 +17,31 @@ from PIL import Image, ImageDraw
 
 from course.env import pick
 
-SHAPE_CLASSES = ("circle", "square", "triangle", "cross", "star")
+SHAPE_CLASSES = ("circle", "square", "triangle", "cross", "star", "ring", "diamond", "hexagon", "pentagon")
 DEFAULT_CLASSES = ("circle", "square", "triangle", "cross")
+
+# Named sets of the generator's difficulty knobs (``make_shapes(**DATA_PRESETS[name], ...)``); object
+# sizes are in pixels of a 128-px image. "toy": the first course recipe, on which all three chapter-6
+# detectors saturated (mAP@0.5 0.93-0.99), so it could not rank them. "hard": built to discriminate;
+# every knob makes one thing harder that a better backbone should handle better:
+# * 8 classes in look-alike pairs: circle/ring (a hole), square/diamond (a 45 degree turn and a
+#   squash), circle/hexagon (corners only a few pixels deep on small objects), star/cross;
+# * smaller objects (10-48 px: the smallest just over one stride-8 cell) and more of them;
+# * more clutter, plus decoys: unfilled outlines of class shapes that are not objects;
+# * occlusion: neighbours may cover 40 % of a box, and opaque blobs cover object edges;
+# * less contrast against the background and more sensor noise.
+DATA_PRESETS = {
+    "toy": dict(classes=DEFAULT_CLASSES, objects=(2, 6), size_range=(16.0, 64.0), clutter=(3, 9), decoys=(0, 0),
+                occlusion=0.25, occluders=(0, 0), contrast=90.0, noise=(2.0, 6.0)),
+    "hard": dict(classes=("circle", "ring", "square", "diamond", "triangle", "hexagon", "star", "cross"),
+                 objects=(3, 9), size_range=(10.0, 48.0), clutter=(6, 14), decoys=(1, 4), occlusion=0.4,
+                 occluders=(0, 3), contrast=60.0, noise=(3.0, 10.0)),
+}
 
 
 def _shape_polygon(kind: str, rng: np.random.Generator) -> np.ndarray | None:
-    """Outline of one shape in unit coordinates, its bounding box centred on 0 (extent about 1); None for a circle."""
-    if kind == "circle":
+    """Outline of one shape in unit coordinates, its bounding box centred on 0 (extent about 1); None for a circle or ring."""
+    if kind in ("circle", "ring"):
         return None
     if kind == "square":
         a = rng.uniform(0.85, 1.15)
@@ -38,6 +56,15 @@ def _shape_polygon(kind: str, rng: np.random.Generator) -> np.ndarray | None:
         pts = np.array([[-k, -0.5], [k, -0.5], [k, -k], [0.5, -k], [0.5, k], [k, k], [k, 0.5],
                         [-k, 0.5], [-k, k], [-0.5, k], [-0.5, -k], [-k, -k]], float)
         angle = rng.uniform(-20, 20)
+    elif kind == "diamond":
+        a = rng.uniform(0.6, 0.8)
+        pts = np.array([[0, -1], [a, 0], [0, 1], [-a, 0]], float) / 2
+        angle = rng.uniform(-12, 12)
+    elif kind in ("hexagon", "pentagon"):
+        n = 6 if kind == "hexagon" else 5
+        t = np.deg2rad(np.arange(n) * 360 / n + 90)
+        pts = np.stack([np.cos(t), -np.sin(t)], 1) / 2
+        angle = rng.uniform(0, 360 / n)
     elif kind == "star":
         t = np.deg2rad(np.arange(10) * 36 + 90)
         rad = np.where(np.arange(10) % 2 == 0, 0.5, 0.5 * rng.uniform(0.4, 0.5))
@@ -99,12 +126,12 @@ def _distractors(draw: ImageDraw.ImageDraw, rng: np.random.Generator, s: int, ss
             draw.ellipse([(x - r) * ss, (y - r) * ss, (x + r) * ss, (y + r) * ss], fill=colour)
 
 
-def _contrasting_colour(rng: np.random.Generator, under: np.ndarray) -> tuple[int, int, int]:
-    """A saturated colour far enough from the background it is drawn on to be seen."""
+def _contrasting_colour(rng: np.random.Generator, under: np.ndarray, contrast: float = 90.0) -> tuple[int, int, int]:
+    """A saturated colour at least ``contrast`` (RGB distance) from the background it is drawn on."""
     for _ in range(30):
         hsv = np.array([rng.integers(0, 256), rng.integers(100, 256), rng.integers(70, 256)], np.uint8)
         rgb = np.asarray(Image.fromarray(hsv[None, None], "HSV").convert("RGB"), float)[0, 0]
-        if np.linalg.norm(rgb - under) > 90:
+        if np.linalg.norm(rgb - under) > contrast:
             break
     else:
         rgb = 255.0 - under
@@ -112,13 +139,17 @@ def _contrasting_colour(rng: np.random.Generator, under: np.ndarray) -> tuple[in
 
 
 def _render(rng: np.random.Generator, s: int, classes: tuple[str, ...], objects: tuple[int, int],
-            size_range: tuple[float, float]) -> tuple[Image.Image, list[tuple[int, float, float, float, float]]]:
-    """One image and its labels ``(cls, cx, cy, w, h)`` normalised."""
+            size_range: tuple[float, float], clutter: tuple[int, int] = (3, 9), decoys: tuple[int, int] = (0, 0),
+            occlusion: float = 0.25, occluders: tuple[int, int] = (0, 0), contrast: float = 90.0,
+            noise: tuple[float, float] = (2.0, 6.0)) -> tuple[Image.Image, list[tuple[int, float, float, float, float]]]:
+    """One image and its labels ``(cls, cx, cy, w, h)`` normalised; the knobs are ``make_shapes``'."""
     ss = 2  # draw at 2x and downsample: anti-aliased edges
     grid = _background(rng)
     canvas = Image.fromarray(grid).resize((s * ss, s * ss), Image.BICUBIC)
     draw = ImageDraw.Draw(canvas)
-    _distractors(draw, rng, s, ss, int(rng.integers(3, 10)))
+    _distractors(draw, rng, s, ss, int(rng.integers(clutter[0], clutter[1] + 1)))
+    if decoys[1] > 0:
+        _decoys(draw, rng, s, ss, int(rng.integers(decoys[0], decoys[1] + 1)), classes, size_range)
 
     placed: list[np.ndarray] = []
     labels = []
@@ -135,18 +166,21 @@ def _render(rng: np.random.Generator, s: int, classes: tuple[str, ...], objects:
         for _try in range(30):
             c = rng.uniform(half + 1, s - half - 1)
             box = np.concatenate([c - half, c + half])
-            if all(_overlap_of_smaller(box, b) <= 0.25 for b in placed):
+            if all(_overlap_of_smaller(box, b) <= occlusion for b in placed):
                 break
         else:
             continue
         placed.append(box)
         gy, gx = (np.clip(c[::-1] / s * len(grid), 0, len(grid) - 1)).astype(int)
-        colour = _contrasting_colour(rng, grid[gy, gx].astype(float))
+        colour = _contrasting_colour(rng, grid[gy, gx].astype(float), contrast)
         outline = None
         if rng.random() < 0.3:
             outline = tuple(int(v) for v in rng.integers(0, 256, 3))
         width = ss * int(rng.integers(1, 3)) if outline else 0
-        if poly is None:
+        if classes[cls] == "ring":  # a thick circle outline: the hole tells it from a circle
+            thick = max(ss, int(round(ss * size * rng.uniform(0.18, 0.26))))
+            draw.ellipse([*(box[:2] * ss), *(box[2:] * ss)], outline=colour, width=thick)
+        elif poly is None:
             draw.ellipse([*(box[:2] * ss), *(box[2:] * ss)], fill=colour, outline=outline, width=width)
         else:
             draw.polygon([tuple(p) for p in (poly + c) * ss], fill=colour, outline=outline, width=width)
@@ -154,11 +188,40 @@ def _render(rng: np.random.Generator, s: int, classes: tuple[str, ...], objects:
         w, h = 2 * half / s
         labels.append((cls, float(cx), float(cy), float(w), float(h)))
 
+    if occluders[1] > 0 and placed:
+        _occluders(draw, rng, ss, int(rng.integers(occluders[0], occluders[1] + 1)), placed)
     if rng.random() < 0.5:
         _distractors(draw, rng, s, ss, int(rng.integers(1, 4)))
     img = np.asarray(canvas.resize((s, s), Image.BOX), np.float32)
-    img = img + rng.standard_normal(img.shape, dtype=np.float32) * np.float32(rng.uniform(2, 6))
+    img = img + rng.standard_normal(img.shape, dtype=np.float32) * np.float32(rng.uniform(*noise))
     return Image.fromarray(img.clip(0, 255).round().astype(np.uint8)), labels
+
+
+def _decoys(draw: ImageDraw.ImageDraw, rng: np.random.Generator, s: int, ss: int, count: int,
+            classes: tuple[str, ...], size_range: tuple[float, float]) -> None:
+    """Hard negatives: thin unfilled outlines of the polygon classes, sized like objects, never labelled."""
+    kinds = [k for k in classes if k not in ("circle", "ring")] or ["square"]
+    for _ in range(count):
+        size = _object_size(rng, max(size_range[0], 14.0), max(size_range[1], 14.0))
+        poly = _shape_polygon(kinds[int(rng.integers(len(kinds)))], rng) * size
+        c = rng.uniform(size / 2, s - size / 2, 2)
+        colour = tuple(int(v) for v in rng.integers(0, 256, 3))
+        draw.polygon([tuple(p) for p in (poly + c) * ss], outline=colour, width=ss)
+
+
+def _occluders(draw: ImageDraw.ImageDraw, rng: np.random.Generator, ss: int, count: int,
+               boxes: list[np.ndarray]) -> None:
+    """Opaque blobs centred on the edge of a random object's box: they hide part of it (the label stays)."""
+    for _ in range(count):
+        box = boxes[int(rng.integers(len(boxes)))]
+        side, t = int(rng.integers(4)), rng.uniform(0.2, 0.8)  # top, bottom, left, right
+        if side < 2:
+            x, y = box[0] + t * (box[2] - box[0]), box[1 + 2 * side]
+        else:
+            x, y = box[2 * (side - 2)], box[1] + t * (box[3] - box[1])
+        r = rng.uniform(0.15, 0.3) * min(box[2] - box[0], box[3] - box[1])
+        colour = tuple(int(v) for v in rng.integers(0, 256, 3))
+        draw.ellipse([(x - r) * ss, (y - r) * ss, (x + r) * ss, (y + r) * ss], fill=colour)
 
 
 def _object_size(rng: np.random.Generator, lo: float, hi: float) -> float:
@@ -179,25 +242,44 @@ def _overlap_of_smaller(a: np.ndarray, b: np.ndarray) -> float:
     return iw * ih / smaller
 
 
+def _pair(name: str, value, low: float, kind=int) -> tuple:
+    ok = (isinstance(value, (tuple, list)) and len(value) == 2
+          and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
+          and low <= value[0] <= value[1] and (kind is float or all(float(v).is_integer() for v in value)))
+    if not ok:
+        raise ValueError(f"{name} must be ({'count' if kind is int else 'value'}_min, max) with {low} <= min <= max"
+                         f"{' (integers)' if kind is int else ''}, got {value!r}")
+    return tuple(kind(v) for v in value)
+
+
 def make_shapes(root, n_train: int | None = None, n_val: int | None = None, imgsz: int = 320, seed: int = 0,
                 classes=DEFAULT_CLASSES, objects: tuple[int, int] = (2, 8),
                 size_range: tuple[float, float] | None = None, ext: str = "jpg",
-                overwrite: bool = False) -> Path:
+                overwrite: bool = False, n_test: int | None = None, clutter: tuple[int, int] = (3, 9),
+                decoys: tuple[int, int] = (0, 0), occlusion: float = 0.25, occluders: tuple[int, int] = (0, 0),
+                contrast: float = 90.0, noise: tuple[float, float] = (2.0, 6.0)) -> Path:
     """Write the deterministic "shapes" detection dataset under ``root``; return its ``data.yaml``.
 
     Filled shapes (the classes) on textured backgrounds with clutter that is not a class
     (lines, outlines, arcs, elongated blobs and bars, dots), colour variation, sensor noise and
-    partial overlap (a new object covers at most 25 % of a smaller neighbour's box). Object
+    partial overlap (a new object covers at most ``occlusion`` of a smaller neighbour's box). Object
     sizes run from ``size_range[0]`` px (default ``imgsz / 32``: a few cells of the stride-8 P3
-    map) to ``size_range[1]`` (default ``imgsz / 2``: P5's job). Every image has its own random
+    map) to ``size_range[1]`` (default ``imgsz / 2``: P5's job). Three splits, train / val / test:
+    val picks the best epoch, test is only for the final score. Every image has its own random
     stream ``(seed, split, index)``, so the same arguments give byte-identical files.
     If ``root`` already holds a dataset made with the same arguments it is reused.
-    Defaults: ``pick(800, 48)`` train and ``pick(200, 24)`` val images.
+    Defaults: ``pick(800, 48)`` train and ``pick(200, 24)`` val images; ``n_test`` defaults to ``n_val``.
+
+    Difficulty knobs (``DATA_PRESETS`` names two sets): ``clutter`` (min, max) distractors;
+    ``decoys`` (min, max) unfilled outlines of class shapes, never labelled; ``occluders`` (min, max)
+    opaque blobs on object edges; ``contrast`` the least RGB distance of an object from the
+    background under it; ``noise`` the range of the Gaussian noise's standard deviation.
     """
     n_train = pick(800, 48) if n_train is None else n_train
     n_val = pick(200, 24) if n_val is None else n_val
-    for name, value in (("n_train", n_train), ("n_val", n_val)):
-        if not (isinstance(value, int) and value >= 1):
+    n_test = n_val if n_test is None else n_test
+    for name, value in (("n_train", n_train), ("n_val", n_val), ("n_test", n_test)):
+        if not (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
             raise ValueError(f"{name} must be a positive int, got {value!r}")
     if not (isinstance(imgsz, int) and imgsz >= 64):
         raise ValueError(f"imgsz must be an int >= 64, got {imgsz!r}")
@@ -213,11 +295,20 @@ def make_shapes(root, n_train: int | None = None, n_val: int | None = None, imgs
                          f"got {size_range!r}")
     if ext not in ("jpg", "png"):
         raise ValueError(f"ext must be 'jpg' or 'png', got {ext!r}")
+    clutter, decoys, occluders = (_pair(n, v, 0) for n, v in (("clutter", clutter), ("decoys", decoys),
+                                                              ("occluders", occluders)))
+    noise = _pair("noise", noise, 0.0, float)
+    for name, value, hi in (("occlusion", occlusion, 1.0), ("contrast", contrast, 250.0)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= hi:
+            raise ValueError(f"{name} must be a number in [0, {hi:g}], got {value!r}")
+    knobs = dict(clutter=clutter, decoys=decoys, occlusion=float(occlusion), occluders=occluders,
+                 contrast=float(contrast), noise=noise)
 
     root = Path(root).resolve()
     stamp = root / ".shapes.json"
-    params = dict(n_train=n_train, n_val=n_val, imgsz=imgsz, seed=seed, classes=list(classes),
-                  objects=list(objects), size_range=list(size_range), ext=ext, version=3)
+    params = dict(n_train=n_train, n_val=n_val, n_test=n_test, imgsz=imgsz, seed=seed, classes=list(classes),
+                  objects=list(objects), size_range=list(size_range), ext=ext,
+                  **{k: list(v) if isinstance(v, tuple) else v for k, v in knobs.items()}, version=4)
     data_yaml = root / "data.yaml"
     if stamp.exists() and data_yaml.exists() and not overwrite:
         if json.loads(stamp.read_text()) == params:
@@ -228,12 +319,12 @@ def make_shapes(root, n_train: int | None = None, n_val: int | None = None, imgs
     for sub in ("images", "labels"):
         shutil.rmtree(root / sub, ignore_errors=True)
 
-    for split_id, (split, n) in enumerate((("train", n_train), ("val", n_val))):
+    for split_id, (split, n) in enumerate((("train", n_train), ("val", n_val), ("test", n_test))):
         (root / "images" / split).mkdir(parents=True, exist_ok=True)
         (root / "labels" / split).mkdir(parents=True, exist_ok=True)
         for i in range(n):
             rng = np.random.default_rng([seed, split_id, i])
-            img, labels = _render(rng, imgsz, classes, objects, size_range)
+            img, labels = _render(rng, imgsz, classes, objects, size_range, **knobs)
             stem = f"{split}_{i:05d}"
             if ext == "jpg":
                 img.save(root / "images" / split / f"{stem}.jpg", quality=92)
@@ -242,7 +333,7 @@ def make_shapes(root, n_train: int | None = None, n_val: int | None = None, imgs
             rows = "".join(f"{c} {x:.6f} {y:.6f} {w:.6f} {h:.6f}\n" for c, x, y, w, h in labels)
             (root / "labels" / split / f"{stem}.txt").write_text(rows)
 
-    cfg = {"path": str(root), "train": "images/train", "val": "images/val",
+    cfg = {"path": str(root), "train": "images/train", "val": "images/val", "test": "images/test",
            "nc": len(classes), "names": dict(enumerate(classes))}
     data_yaml.write_text(yaml.safe_dump(cfg, sort_keys=False))
     stamp.write_text(json.dumps(params))
