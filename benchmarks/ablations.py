@@ -26,13 +26,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 def _train(args):
-    name, label, seed, mode = args
+    name, label, seed, mode, ckpt_dir = args
     import torch
 
     torch.set_num_threads(1)
-    from course.ablations import ABLATIONS, run_variant
+    from course.ablations import ABLATIONS, checkpoint_name, run_variant
 
-    return run_variant(ABLATIONS[name].variant(label), seed, mode, threads=1, progress=False)
+    v = ABLATIONS[name].variant(label)
+    ckpt = Path(ckpt_dir) / checkpoint_name(v, seed) if ckpt_dir and seed == 0 else None
+    return run_variant(v, seed, mode, threads=1, progress=False, checkpoint=ckpt)
 
 
 def main(argv=None) -> int:
@@ -41,12 +43,14 @@ def main(argv=None) -> int:
     parser.add_argument("--seeds", nargs="*", type=int, default=[0, 1, 2])
     parser.add_argument("--jobs", type=int, default=2, help="training processes, one thread each")
     parser.add_argument("--out", default=None, help="JSON path (default: results/ablations_cpu.json)")
+    parser.add_argument("--checkpoints", default=None,
+                        help="folder for the seed-0 weights (default: results/checkpoints, git-ignored; 'none' to skip)")
     parser.add_argument("--smoke", action="store_true", help="quick mode, one seed, two small ablations")
     args = parser.parse_args(argv)
 
     if args.smoke:
         os.environ["COURSE_QUICK"] = "1"
-    from course.ablations import ABLATIONS, REFERENCE_PATH, as_json, machine_info, measure_latencies, summarize
+    from course.ablations import ABLATIONS, CHECKPOINT_DIR, REFERENCE_PATH, as_json, machine_info, measure_latencies, summarize
     from course.env import quick_mode
 
     mode = "quick" if quick_mode() else "full"
@@ -58,6 +62,7 @@ def main(argv=None) -> int:
     if args.jobs < 1:
         parser.error(f"--jobs must be >= 1, got {args.jobs}")
     out = Path(args.out) if args.out else REFERENCE_PATH
+    ckpt_dir = None if args.checkpoints == "none" else str(args.checkpoints or CHECKPOINT_DIR)
     out.parent.mkdir(parents=True, exist_ok=True)
 
     done: dict[tuple[str, int], dict] = {}
@@ -83,7 +88,7 @@ def main(argv=None) -> int:
             for s in seeds:
                 if (v.key, s) not in done and (v.key, s) not in seen:
                     seen.add((v.key, s))
-                    todo.append((n, v.label, s, mode))
+                    todo.append((n, v.label, s, mode, ckpt_dir))
     print(f"{len(todo)} training runs to do on {args.jobs} processes", flush=True)
     start = time.perf_counter()
     with ProcessPoolExecutor(args.jobs) as pool:
