@@ -78,28 +78,26 @@ class Ablation:
 
 
 def _v1(alpha: float, imgsz: int | None = None, *surgery: str) -> Variant:
-    size = f", {imgsz} px" if imgsz else ""
-    name = "full conv" if surgery else "separable"
-    return Variant(f"V1 α={alpha:g}{size}" + (f" ({name})" if alpha == 0.5 and not imgsz else ""),
-                   "mobilenet_v1", alpha, tuple(surgery), imgsz)
+    label = f"V1 α={alpha:g}" + (f", {imgsz} px" if imgsz else "") + (" full conv" if surgery else "")
+    return Variant(label, "mobilenet_v1", alpha, tuple(surgery), imgsz)
 
 
 ABLATIONS: dict[str, Ablation] = {
     "ch01_width": Ablation(
         "01", "How much accuracy does the width multiplier α cost?",
-        tuple(_v1(a) for a in (0.25, 0.5, 1.0)),
+        tuple(_v1(a) for a in (0.25, 0.5, 0.75)),
         "Table 6 (ImageNet): α = 1.0 / 0.75 / 0.5 / 0.25 gives 70.6 / 68.4 / 63.7 / 50.6 % top-1 "
-        "at 569 / 325 / 149 / 41 million mult-adds.", "V1 α=1"),
+        "at 569 / 325 / 149 / 41 million mult-adds.", "V1 α=0.75"),
     "ch01_resolution": Ablation(
         "01", "How much accuracy does a smaller input (the resolution multiplier ρ) cost?",
-        (_v1(0.5), _v1(0.5, 48)),
+        (_v1(0.25, 16), _v1(0.25, 24), _v1(0.25)),
         "Table 7 (ImageNet): 224 / 192 / 160 / 128 px gives 70.6 / 69.1 / 67.2 / 64.4 % top-1 "
-        "at 569 / 418 / 290 / 186 million mult-adds.", "V1 α=0.5 (separable)"),
+        "at 569 / 418 / 290 / 186 million mult-adds.", "V1 α=0.25"),
     "ch01_separable": Ablation(
         "01", "Does factorising each conv into depthwise + pointwise lose accuracy?",
-        (_v1(0.5), _v1(0.5, None, "full_conv")),
+        (_v1(0.25), _v1(0.25, None, "full_conv")),
         "Table 4 (ImageNet): full convolutions 71.7 % top-1 at 4866 M mult-adds and 29.3 M parameters; "
-        "depthwise separable 70.6 % at 569 M and 4.2 M.", "V1 α=0.5 (separable)"),
+        "depthwise separable 70.6 % at 569 M and 4.2 M.", "V1 α=0.25"),
     "ch02_bottleneck": Ablation(
         "02", "Does the linear bottleneck and the shortcut between bottlenecks matter?",
         (Variant("V2 linear bottleneck", "mobilenet_v2", 0.5),
