@@ -1,5 +1,6 @@
 """Checks for chapter 03 (MobileNet V3): h-swish's slope, the SE block, what SE costs a whole
-network, and what pooling before the last 1×1 layer saves."""
+network, what pooling before the last 1×1 layer saves, and which SE layer of the trained network sorts
+by class."""
 
 from __future__ import annotations
 
