@@ -338,3 +338,166 @@ def test_exercise_34():
     for words, fn in wrong.items():
         with pytest.raises(ExerciseFailed, match=words):
             check("3.4", fn)
+
+
+# --------------------------------------------------------------------------- the trained ablation and its gates
+
+from course import chapter_ablation, se_ablation  # noqa: E402
+from course.ablations import ABLATIONS  # noqa: E402
+from course.classify import recipe, recipe_model  # noqa: E402
+
+
+def _class_gates(seed=0):
+    g = torch.Generator().manual_seed(seed)
+    labels = torch.arange(30) % 3
+    by_class = torch.rand(3, 4, generator=g)[labels]
+    equal_means = torch.rand(10, 4, generator=g).repeat_interleave(3, 0)
+    return labels, by_class, equal_means
+
+
+def test_class_share_and_f_ratio_on_known_gates():
+    labels, by_class, equal_means = _class_gates()
+    assert se.class_share(by_class, labels) == pytest.approx(1.0)
+    assert se.class_share(equal_means, labels) == pytest.approx(0.0, abs=1e-12)
+    assert se.f_ratio(equal_means, labels) == pytest.approx(0.0, abs=1e-9)
+    noisy = by_class + 0.1 * torch.rand(30, 4, generator=torch.Generator().manual_seed(1))
+    assert 0.5 < se.class_share(noisy, labels) < 1 and se.f_ratio(noisy, labels) > 10
+    with pytest.raises(ValueError, match="labels"):
+        se.class_share(by_class, labels[:5])
+    with pytest.raises(ValueError, match="gates"):
+        se.class_share(by_class[0], labels)
+
+
+def test_gate_separation_tells_class_structure_from_chance():
+    labels, by_class, equal_means = _class_gates()
+    rows = {r["layer"]: r for r in se.gate_separation({"a": by_class, "b": equal_means}, labels, permutations=50)}
+    assert rows["a"]["by_class"] and not rows["b"]["by_class"]
+    assert rows["a"]["channels"] == 4 and 0 <= rows["b"]["chance_share"] <= 1
+    trained = list(rows.values())
+    assert "do NOT" in se.compare_gates([rows["b"]], [rows["b"]])
+    assert "training made the gates depend on the class" in se.compare_gates(trained, [rows["b"], rows["b"]])
+    assert "barely learnt" in se.compare_gates(trained, trained, test_acc=0.11)
+
+
+def test_gate_vectors_equal_se_gates_per_image():
+    torch.manual_seed(0)
+    images = torch.randn(3, 3, 32, 32)
+    model = se.calibrate_batchnorm(recipe_model("mobilenet_v3_small"), images)
+    gates = se.gate_vectors(model, images, batch_size=2)
+    assert list(gates) == list(se.se_modules(model))
+    for name in ("features.1.block.1", "features.9.block.2"):
+        for i in range(3):
+            assert torch.allclose(gates[name][i], se.se_gates(model, images[i:i + 1], name), atol=1e-6)
+    with pytest.raises(ValueError, match="images"):
+        se.gate_vectors(model, images[0])
+
+
+def test_glyph_test_batch_is_the_recipes_test_split():
+    from course.classify import _glyph_splits, DATA_KEYS
+
+    x, y = chapter_ablation.glyph_test_batch("quick", 12)
+    rec = recipe("quick")
+    split = _glyph_splits(*(rec[k] for k in DATA_KEYS))["test"]
+    assert x.shape == (12, 3, rec["imgsz"], rec["imgsz"]) and y.tolist() == [split[i][1] for i in range(12)]
+    assert torch.equal(x[5], split[5][0])
+    with pytest.raises(ValueError, match="n must be"):
+        chapter_ablation.glyph_test_split("quick", rec["n_test"] + 1)
+
+
+def test_gate_widget_runs_a_given_model_on_glyph_images():
+    x, y = chapter_ablation.glyph_test_batch("quick", 20)
+    model = se_ablation.random_twin(x)
+    images = ch03.glyph_images(x, y, per_class=1)
+    assert len(images) == 10 and all(t.shape == (1, *x.shape[1:]) for t in images.values())
+    handle = ch03.se_gate_widget(model, images=images)
+    first = handle.state()
+    assert first["image"] == next(iter(images))
+    handle.controls["image"].value = list(images)[3]
+    assert not (handle.state()["gates"] == first["gates"]).all()
+    with pytest.raises(ValueError, match="images"):
+        ch03.se_gate_widget(model, images={})
+
+
+def _summary(accs, stds, seeds=3, latency=None):
+    labels = ABLATIONS[se_ablation.NAME].labels()
+    rows = []
+    for i, label in enumerate(labels):
+        row = dict(label=label, key=label, seeds=seeds, test_acc=accs[i], test_acc_std=stds, params=1, macs=1, imgsz=32,
+                   wall_time_s=1.0)
+        if latency:
+            row.update(latency_ms=latency[i], latency_iqr_ms=0.1)
+        rows.append(row)
+    return rows
+
+
+def test_direction_rows_compare_with_the_paper_only_beyond_the_spread():
+    # baseline first, then no SE, ReLU, swish (the order of ABLATIONS)
+    rows = se_ablation.direction_rows(_summary([0.80, 0.70, 0.79, 0.80], 0.01, latency=[10.0, 8.0, 9.95, 12.0]))
+    by = {r["variant"]: r for r in rows}
+    labels = ABLATIONS[se_ablation.NAME].labels()
+    assert by[labels[1]]["acc_agrees"] is True and by[labels[1]]["latency_agrees"] is True
+    assert by[labels[2]]["acc_agrees"] is None  # 1 point at a 1-point spread: not a difference
+    assert by[labels[2]]["latency_word"] == "about equal"
+    assert by[labels[3]]["acc_agrees"] is True and by[labels[3]]["latency_word"] == "higher"
+    worse = se_ablation.direction_rows(_summary([0.70, 0.80, 0.70, 0.60], 0.01))
+    assert worse[0]["acc_agrees"] is False and worse[2]["acc_agrees"] is False
+    one_seed = se_ablation.direction_rows(_summary([0.80, 0.70, 0.79, 0.80], float("nan"), seeds=1))
+    assert all(r["acc_agrees"] is None for r in one_seed)
+    assert "cannot yet be compared" in se_ablation.describe_directions(one_seed)
+
+
+def test_training_plan_reads_the_recipe():
+    text = chapter_ablation.training_plan(se_ablation.NAME, mode="quick")
+    rec = recipe("quick")
+    assert all(label in text for label in ABLATIONS[se_ablation.NAME].labels())
+    assert f"{rec['n_train']:,} Glyphs-10" in text and f"{rec['time_budget_s']:.0f} s" in text
+    with pytest.raises(ValueError, match="name must be one of"):
+        chapter_ablation.training_plan("ch99")
+
+
+def test_run_keeping_returns_the_trained_baseline_and_its_checkpoint(tmp_path):
+    done = {}
+    path = tmp_path / "kept.pt"
+    rows, model = chapter_ablation.run_keeping("ch01_separable", path, mode="quick", done=done, progress=False)
+    ab = ABLATIONS["ch01_separable"]
+    assert [r["label"] for r in rows] == ab.labels() and path.is_file() and len(done) == len(ab.variants)
+    assert not model.training
+    x = torch.randn(2, 3, 32, 32)
+    again = chapter_ablation.load_kept("ch01_separable", path)
+    with torch.no_grad():
+        assert torch.allclose(model(x), again(x), atol=1e-6)
+    rows2, model2 = chapter_ablation.run_keeping("ch01_separable", path, mode="quick", done=done, progress=False)
+    assert rows2 == rows  # nothing retrained: the shared runs and the checkpoint are reused
+    with torch.no_grad():
+        assert torch.allclose(model2(x), model(x), atol=1e-6)
+
+
+def test_cost_rows_and_reference_note():
+    rows = chapter_ablation.cost_rows(_summary([0.8, 0.7, 0.8, 0.8], 0.01, latency=[10.0, 8.0, 10.0, 12.0]),
+                                      ABLATIONS[se_ablation.NAME].baseline)
+    assert rows[1]["Δ acc (points)"] == pytest.approx(-10) and rows[1]["Δ latency %"] == pytest.approx(-20)
+    with pytest.raises(ValueError, match="baseline"):
+        chapter_ablation.cost_rows(rows and _summary([0.8] * 4, 0.01), "nope")
+    ref, note = chapter_ablation.reference_note(se_ablation.NAME)
+    assert (ref is None) == ("No reference run" in note)
+
+
+def test_exercise_35_both_ways():
+    labels, by_class, equal_means = _class_gates()
+    gates = {"early": equal_means, "late": by_class + 0.05}
+
+    def best(g, lab):
+        return max(g, key=lambda n: se.class_share(g[n], lab))
+    check("3.5", se.class_share, best, gates, labels)
+    with pytest.raises(ExerciseFailed, match="explains the least"):
+        check("3.5", se.class_share, lambda g, lab: "early", gates, labels)
+    with pytest.raises(ExerciseFailed, match="divide by the total"):
+        def between(g, lab):
+            return se.class_share(g, lab) * float(((g.double() - g.double().mean(0)) ** 2).sum())
+        check("3.5", between, best, gates, labels)
+    with pytest.raises(ExerciseFailed, match="explains all the variance"):
+        check("3.5", lambda g, lab: 0.0, best, gates, labels)
+    with pytest.raises(ExerciseFailed, match="not done yet"):
+        def todo(g, lab):
+            raise NotImplementedError()
+        check("3.5", todo, best, gates, labels)

@@ -207,3 +207,79 @@ def test_describe_latency_from_rows():
     text = ch04.describe_latency(rows)
     assert "1.50×" in text and "g = 8" in text and "3.5 %" in text
     assert "nothing to compare" in ch04.describe_latency(rows[:1])
+
+
+# --------------------------------------------------------------------------- the trained ablation
+
+from course import shuffle_ablation as sh  # noqa: E402
+from course.ablations import ABLATIONS  # noqa: E402
+
+
+def _summary(acc_by, std=0.005, seeds=3):
+    """A made-up summary of ch04_shuffle: accuracy per (g, shuffle); mult-adds grow a little with g."""
+    rows = []
+    for v in ABLATIONS[sh.NAME].variants:
+        g, shuffle = dict(v.model_kwargs)["groups"], "no_shuffle" not in v.surgery
+        rows.append(dict(label=v.label, key=v.key, seeds=seeds, test_acc=acc_by.get((g, shuffle), 0.5),
+                         test_acc_std=std, params=1000, macs=2_000_000 + 10_000 * g, imgsz=48, wall_time_s=1.0))
+    return rows
+
+
+def test_label_for_finds_variants_by_what_they_are():
+    for v in ABLATIONS[sh.NAME].variants:
+        g = dict(v.model_kwargs)["groups"]
+        assert sh.label_for(g, "no_shuffle" not in v.surgery) == v.label
+    with pytest.raises(ValueError, match="groups=5"):
+        sh.label_for(5)
+    assert sh.groups_with_ablation() and all(sh.label_for(g, False) != sh.label_for(g, True)
+                                               for g in sh.groups_with_ablation())
+
+
+def test_shuffle_rows_and_verdicts():
+    lo, hi = sh.groups_with_ablation()[0], sh.groups_with_ablation()[-1]
+    s = _summary({(lo, True): 0.60, (lo, False): 0.59, (hi, True): 0.62, (hi, False): 0.50}, std=0.01)
+    rows = {r["g"]: r for r in sh.shuffle_rows(s)}
+    assert rows[hi]["gain (points)"] == pytest.approx(12) and rows[hi]["real"]
+    assert rows[lo]["gain (points)"] == pytest.approx(1) and not rows[lo]["real"]
+    assert rows[hi]["paper gain (points)"] == pytest.approx(
+        ch04.PAPER_SHUFFLE_EFFECT[("0.5×", hi)][0] - ch04.PAPER_SHUFFLE_EFFECT[("0.5×", hi)][1])
+    text = sh.describe_shuffle(s)
+    assert f"help more at g = {hi} than at g = {lo}? Ours: yes" in text and "not yet a finding" not in text
+    flipped = sh.describe_shuffle(_summary({(lo, True): 0.70, (lo, False): 0.50, (hi, True): 0.60, (hi, False): 0.59},
+                                           seeds=1, std=float("nan")))
+    assert "Ours: no" in flipped and "not yet a finding" in flipped
+    assert sh.shuffle_gain(s, hi) == pytest.approx(0.12)
+
+
+def test_groups_rows_show_the_budget_and_the_paper():
+    s = _summary({(g, True): 0.5 + 0.01 * g for g in (1, 2, 3, 4, 8)})
+    rows = sh.groups_rows(s)
+    assert [r["g"] for r in rows] == sorted(r["g"] for r in rows) and rows[0]["g"] == 1
+    assert rows[-1]["paper 0.5× top-1 %"] == pytest.approx(100 - ch04.PAPER_TOP1_ERR["0.5×"][rows[-1]["g"]])
+    macs = [2.0 + 0.01 * r["g"] for r in rows]
+    assert sh.macs_spread(s) == pytest.approx((max(macs) - min(macs)) / (sum(macs) / len(macs)))
+    text = sh.describe_groups(s)
+    assert f"Best g here: {rows[-1]['g']}" in text and "roughly fixed" in text
+
+
+def test_plot_shuffle_with_and_without_reference():
+    s = _summary({})
+    assert len(sh.plot_shuffle(s).axes) == 3
+    assert len(sh.plot_shuffle(s, reference=_summary({(3, True): 0.7})).axes) == 3
+
+
+def test_exercise_44_both_ways():
+    lo, hi = sh.groups_with_ablation()[0], sh.groups_with_ablation()[-1]
+    for acc in ({(lo, True): 0.6, (lo, False): 0.5, (hi, True): 0.6, (hi, False): 0.58},
+                {(lo, True): 0.6, (lo, False): 0.59, (hi, True): 0.6, (hi, False): 0.4}):
+        s = _summary(acc)
+        truth = sh.shuffle_gain(s, hi) > sh.shuffle_gain(s, lo)
+        check("4.4", sh.shuffle_gain, lambda x: sh.shuffle_gain(x, hi) > sh.shuffle_gain(x, lo), s)
+        with pytest.raises(ExerciseFailed, match=f"more_at_larger_g is {truth}"):
+            check("4.4", sh.shuffle_gain, lambda x: not truth, s)
+    with pytest.raises(ExerciseFailed, match="sign is reversed"):
+        check("4.4", lambda x, g: -sh.shuffle_gain(x, g), lambda x: True, s)
+    with pytest.raises(ExerciseFailed, match="fraction"):
+        check("4.4", lambda x, g: 100 * sh.shuffle_gain(x, g), lambda x: True, s)
+    with pytest.raises(ExerciseFailed, match="True or False"):
+        check("4.4", sh.shuffle_gain, lambda x: "yes", s)

@@ -1,5 +1,6 @@
 """Checks for chapter 03 (MobileNet V3): h-swish's slope, the SE block, what SE costs a whole
-network, and what pooling before the last 1×1 layer saves."""
+network, what pooling before the last 1×1 layer saves, and which SE layer of the trained network sorts
+by class."""
 
 from __future__ import annotations
 
@@ -227,3 +228,61 @@ def _check_last_stage_change(last_stage_change):
             raise ExerciseFailed(f"{call}: counted on real layers, expected {want}, got {got!r}{hint}")
     return (f"{len(LAST_STAGE_CASES)} stages match fvcore on real layers; mult-adds saved grow as size², "
             "weights added do not depend on it")
+
+
+def _synthetic_gates(seed: int = 0):
+    """Gates for 3 classes × 6 images × 5 channels: set by the class, with equal class means, and in between."""
+    g = torch.Generator().manual_seed(seed)
+    labels = torch.arange(18) % 3
+    by_class = torch.rand(3, 5, generator=g)[labels]
+    same = torch.rand(6, 5, generator=g).repeat_interleave(3, 0)
+    noisy = (by_class + 0.3 * torch.rand(18, 5, generator=g)).clamp(0, 1)
+    return labels, {"set by the class alone": (by_class, 1.0), "with equal class means": (same, 0.0),
+                    "with noise on top of the class": (noisy, None)}
+
+
+@exercise("3.5", "Which SE layer sorts by class?", points=2)
+def _check_class_share(class_share, best_layer, gates, labels):
+    """class_share(gates (N, C), labels (N,)) = between-class SS / total SS over all channels (η²);
+    best_layer(gates, labels) = the name in ``gates`` (the trained network's SE layers) where class_share is largest."""
+    from ..se import class_share as reference
+
+    if not callable(class_share):
+        raise ExerciseFailed(f"pass your class_share function first, got {type(class_share).__name__}")
+    syn_labels, cases = _synthetic_gates()
+    for what, (g, exact) in cases.items():
+        want = reference(g, syn_labels) if exact is None else exact
+        got = class_share(g.clone(), syn_labels.clone())
+        try:
+            got = float(got)
+        except (TypeError, ValueError):
+            raise ExerciseFailed(f"class_share should return a number, got {got!r}") from None
+        if abs(got - want) > 1e-5:
+            hint = ""
+            between_only = reference(g, syn_labels) * float(((g - g.mean(0)) ** 2).sum())
+            if abs(got - between_only) < 1e-5:
+                hint = " — that is the between-class sum of squares itself; divide by the total sum of squares"
+            elif exact == 1.0:
+                hint = " — when every image of a class has the same gates, the class explains all the variance"
+            raise ExerciseFailed(f"class_share on gates {what} (3 classes × 6 images × 5 channels): expected "
+                                 f"{want:.6f}, got {got:.6f}{hint}")
+    if not isinstance(gates, dict) or not gates:
+        raise ExerciseFailed("pass the trained network's gates: a dict {layer name: (N, C) tensor} from gate_vectors")
+    shares = {name: reference(g, labels) for name, g in gates.items()}
+    truth = max(shares, key=shares.get)
+    if not callable(best_layer):
+        raise ExerciseFailed(f"pass your best_layer function, got {type(best_layer).__name__}")
+    best_layer = best_layer(gates, labels)
+    if best_layer not in shares:
+        raise ExerciseFailed(f"best_layer should be one of the layer names {list(shares)}, got {best_layer!r}")
+    if best_layer != truth:
+        spread = max(gates, key=lambda n: float(gates[n].std(0).mean()))
+        hint = ""
+        if best_layer == min(shares, key=shares.get):
+            hint = " — that is the layer where the class explains the least"
+        elif best_layer == spread:
+            hint = " — that is the layer whose gates move most between images, not the one the class explains best"
+        raise ExerciseFailed(f"on these gates the class explains most in {truth} (η² = {shares[truth]:.3f}); "
+                             f"{best_layer} has {shares[best_layer]:.3f}{hint}")
+    return (f"class_share matches on 3 synthetic cases; {truth} is the most class-specific of {len(shares)} SE "
+            f"layers (η² = {shares[truth]:.3f}, on {len(labels)} images)")

@@ -1,4 +1,5 @@
-"""Checks for chapter 04 (ShuffleNet V1): the shuffle as a permutation, group-conv cost, group reach."""
+"""Checks for chapter 04 (ShuffleNet V1): the shuffle as a permutation, group-conv cost, group reach, and
+where the trained run says the shuffle helps more."""
 
 from __future__ import annotations
 
@@ -89,3 +90,52 @@ def _check_reach(reached_groups):
                                  f"shuffle={shuffle}): expected {sorted(want)}, got {sorted(got_set)} "
                                  "(read off the Jacobian of two real nn.Conv2d(groups=g) layers)")
     return f"{len(cases)} cases match the reach read off real group convolutions"
+
+
+@exercise("4.4", "Where does the shuffle help more?", points=2)
+def _check_shuffle_gain(shuffle_gain, more_at_larger_g, summary):
+    """shuffle_gain(summary, g) = test accuracy with the shuffle minus without at g (from the summary rows);
+    more_at_larger_g(summary): whether the run's gain is larger at the larger g of Table 3 than at the smaller."""
+    from ..shuffle_ablation import groups_with_ablation, label_for
+    from ..shuffle_ablation import shuffle_gain as reference
+
+    if not callable(shuffle_gain):
+        raise ExerciseFailed(f"pass your shuffle_gain function first, got {type(shuffle_gain).__name__}")
+    lo, hi = groups_with_ablation()[0], groups_with_ablation()[-1]
+    made_up = []
+    for a, b in ((0.61, 0.55), (0.40, 0.47)):
+        rows = [dict(r) for r in summary]
+        for r in rows:
+            if r["label"] in (label_for(lo, True), label_for(hi, True)):
+                r["test_acc"] = a
+            elif r["label"] in (label_for(lo, False), label_for(hi, False)):
+                r["test_acc"] = b
+        made_up.append(rows)
+    for rows, what in ((summary, "your run's summary"), *((m, "a made-up summary") for m in made_up)):
+        for g in (lo, hi):
+            want = reference(rows, g)
+            got = shuffle_gain(rows, g)
+            try:
+                got = float(got)
+            except (TypeError, ValueError):
+                raise ExerciseFailed(f"shuffle_gain(summary, {g}) should return a number, got {got!r}") from None
+            if abs(got - want) > 1e-9:
+                hint = " — the sign is reversed: with the shuffle minus without" if abs(got + want) < 1e-9 else ""
+                hint = hint or (" — keep it a fraction like test_acc (0.02 = 2 points)"
+                                if abs(got - 100 * want) < 1e-6 else "")
+                raise ExerciseFailed(f"shuffle_gain on {what}, g = {g}: expected {want:+.4f}, got {got:+.4f}{hint}")
+    if not callable(more_at_larger_g):
+        raise ExerciseFailed(f"pass your more_at_larger_g function, got {type(more_at_larger_g).__name__}")
+    more_at_larger_g = more_at_larger_g(summary)
+    if not isinstance(more_at_larger_g, bool):
+        raise ExerciseFailed(f"more_at_larger_g should be True or False, computed from your run, got {more_at_larger_g!r}")
+    g_lo, g_hi = reference(summary, lo), reference(summary, hi)
+    truth = g_hi > g_lo
+    if more_at_larger_g != truth:
+        raise ExerciseFailed(f"in your run the shuffle gains {100 * g_hi:+.1f} points at g = {hi} and "
+                             f"{100 * g_lo:+.1f} at g = {lo}, so more_at_larger_g is {truth}: compute it from "
+                             f"shuffle_gain rather than from the paper")
+    seeds = min(r["seeds"] for r in summary)
+    return (f"gains {100 * g_hi:+.1f} points at g = {hi} and {100 * g_lo:+.1f} at g = {lo}: "
+            f"{'more' if truth else 'not more'} at g = {hi} in this run"
+            + ("" if seeds >= 2 else " (one seed: whether that is a finding needs the reference run's spread)"))

@@ -29,7 +29,8 @@ from ..se import (
 )
 from ..viz import WidgetHandle, live_output, show_figure
 
-__all__ = ["WidgetHandle", "se_gate_widget", "se_cost_widget", "activation_widget"]
+__all__ = ["WidgetHandle", "se_gate_widget", "glyph_images", "plot_se_activation", "plot_class_gates", "se_cost_widget",
+           "activation_widget"]
 
 # --------------------------------------------------------------------------- widget plumbing
 
@@ -54,13 +55,18 @@ def _se_label(name: str, se: SqueezeExcitation) -> str:
     return f"{name} ({se.fc1.in_channels} ch → {se.fc1.out_channels})"
 
 
-def se_gate_widget(model: nn.Module | None = None, size: int = 224) -> WidgetHandle:
-    """Per-channel SE gates on a generated test image.
+def se_gate_widget(model: nn.Module | None = None, size: int = 224,
+                   images: dict[str, torch.Tensor] | None = None) -> WidgetHandle:
+    """Per-channel SE gates on a test image.
 
-    Default model: MobileNetV3-Small with random weights and BN statistics calibrated on the
-    test images (``calibrate_batchnorm``); pass a model to see its own gates unchanged.
+    ``images``: named (1, 3, H, W) inputs (``glyph_images`` picks Glyphs-10 test images); default,
+    pictures generated in code at ``size``. Default model: MobileNetV3-Small with random weights and
+    BN statistics calibrated on the images (``calibrate_batchnorm``); pass a (trained) model to see
+    its own gates unchanged.
     """
-    images = {k: synthetic_image(k, size) for k in IMAGE_KINDS}
+    images = {k: synthetic_image(k, size) for k in IMAGE_KINDS} if images is None else dict(images)
+    if not images:
+        raise ValueError("images must name at least one (1, 3, H, W) tensor, got an empty dict")
     if model is None:
         model = calibrate_batchnorm(MobileNetV3("small"), torch.cat(list(images.values())))
     model.eval()
@@ -68,7 +74,8 @@ def se_gate_widget(model: nn.Module | None = None, size: int = 224) -> WidgetHan
     if not modules:
         raise ValueError("model has no SqueezeExcitation modules")
     controls = {
-        "image": widgets.Dropdown(options=IMAGE_KINDS, value="rings", description="image"),
+        "image": widgets.Dropdown(options=list(images), value="rings" if "rings" in images else next(iter(images)),
+                                  description="image", layout=widgets.Layout(width="300px")),
         "block": widgets.Dropdown(options=[(_se_label(n, m), n) for n, m in modules.items()],
                                   description="SE block", layout=widgets.Layout(width="380px")),
     }
@@ -96,6 +103,48 @@ def se_gate_widget(model: nn.Module | None = None, size: int = 224) -> WidgetHan
 
     return _live(controls, render)
 
+
+def glyph_images(images: torch.Tensor, labels: torch.Tensor, per_class: int = 2) -> dict[str, torch.Tensor]:
+    """The first ``per_class`` test images of each class, named "class #k", for ``se_gate_widget``."""
+    from ..data.glyphs import CLASS_NAMES
+
+    out: dict[str, torch.Tensor] = {}
+    for k, name in enumerate(CLASS_NAMES):
+        for j, i in enumerate((labels == k).nonzero().flatten()[:per_class].tolist()):
+            out[f"{name} #{j + 1}"] = images[i:i + 1]
+    return out
+
+
+def plot_se_activation(summary: list[dict], reference: list[dict] | None = None, title: str = ""):
+    """Left: test accuracy per variant (± std, reference hatched); right: accuracy against measured CPU latency."""
+    from ..ablation_plots import plot_ablation, plot_tradeoff
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 3.8))
+    plot_ablation(summary, reference, title="test accuracy", ax=left)
+    plot_tradeoff(summary, "latency_ms", reference, title="accuracy against latency", ax=right, log_x=False)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_class_gates(study: dict, layer: str):
+    """Mean gate per class (rows) and channel (columns) in one SE layer, trained beside random weights."""
+    from ..data.glyphs import CLASS_NAMES
+
+    labels = study["labels"]
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.2), sharey=True)
+    for ax, key, name in zip(axes, ("trained_gates", "random_gates"), ("trained", "random weights")):
+        g = study[key][layer]
+        means = torch.stack([g[labels == k].mean(0) for k in range(len(CLASS_NAMES))]).numpy()
+        im = ax.imshow(means, aspect="auto", vmin=0, vmax=1, cmap="viridis", interpolation="nearest")
+        row = next(r for r in study[key.replace("_gates", "")] if r["layer"] == layer)
+        ax.set_title(f"{name}: class explains {100 * row['class_share']:.0f} % "
+                     f"(chance {100 * row['chance_share']:.0f} %)", fontsize=9)
+        ax.set_xlabel("channel")
+    axes[0].set_yticks(range(len(CLASS_NAMES)), CLASS_NAMES, fontsize=7)
+    fig.colorbar(im, ax=axes, label="mean gate")
+    fig.suptitle(f"{layer}: mean SE gate per class on Glyphs-10 test images", fontsize=10)
+    return fig
 
 
 def se_cost_widget() -> WidgetHandle:
