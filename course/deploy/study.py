@@ -33,7 +33,8 @@ from .runtimes import RUNTIMES, compare_runtimes
 __all__ = [
     "ACTIVATION_PAIRS", "CLASSIFIERS", "DETECTOR", "DeployRow", "activation_study", "calibration_batches",
     "classifier_rows", "depthwise_range_spread", "detection_map50", "detector_rows", "glyph_splits",
-    "output_error", "reference_row", "torch_quantization_status", "train_variant",
+    "output_error", "reference_row", "torch_quantization_status", "train_variant", "trained_classifiers",
+    "DetectorSetup", "trained_detector", "run_study",
 ]
 
 # The chapter's classifiers: label -> (course.classify name, width multiplier).
@@ -291,3 +292,129 @@ def reference_row(rows: Sequence[dict], model: str, batch: int) -> dict:
             return r
     raise ValueError(f"no eager row for model {model!r} at batch {batch}; models: "
                      f"{sorted({r['model'] for r in rows})}")
+
+
+def trained_classifiers(mode: str | None = None, labels: Sequence[str] = tuple(CLASSIFIERS), seed: int = 0,
+                        checkpoints: dict | None = None, progress: bool = False) -> dict:
+    """``{label: ClassifyResult-like dict with "model"}`` for ``CLASSIFIERS`` (and "<label>, <activation>" variants).
+
+    A label in ``checkpoints`` is loaded from that ``course.classify.save_checkpoint`` file instead of
+    trained. Labels are keys of ``CLASSIFIERS``, or "<key> unbounded" for the ``ACTIVATION_PAIRS`` variant.
+    """
+    from course import classify
+    from course.variants import apply_variants
+
+    checkpoints = dict(checkpoints or {})
+    out = {}
+    for label in labels:
+        base = label.removesuffix(" unbounded")
+        if base not in CLASSIFIERS or (label != base and base not in ACTIVATION_PAIRS):
+            allowed = list(CLASSIFIERS) + [f"{k} unbounded" for k in ACTIVATION_PAIRS]
+            raise ValueError(f"label {label!r} is not known; allowed: {allowed}")
+        name, width = CLASSIFIERS[base]
+        variants = [ACTIVATION_PAIRS[base][0]] if label != base else []
+        if label in checkpoints:
+            model = apply_variants(classify.build_classifier(name, 10, width), variants) if variants else \
+                classify.build_classifier(name, 10, width)
+            meta = classify.load_checkpoint(checkpoints.pop(label), model)
+            out[label] = dict(model=model.eval(), test_acc=meta.get("test_acc"), wall_time_s=meta.get("wall_time_s"),
+                              source="checkpoint")
+        else:
+            r = train_variant(name, width, variants, mode=mode, seed=seed, progress=progress)
+            out[label] = dict(model=r.model.eval(), test_acc=r.test_acc, wall_time_s=r.wall_time_s,
+                              source=f"trained ({'quick' if mode == 'quick' else mode or 'default'} recipe)",
+                              result=r.as_dict())
+    if checkpoints:
+        raise ValueError(f"checkpoints given for labels that were not asked for: {sorted(checkpoints)}")
+    return out
+
+
+@dataclass
+class DetectorSetup:
+    """A trained detector with its held-out test loader, its train-split calibration batches and image size."""
+
+    model: nn.Module
+    test_loader: object
+    calibration: list
+    imgsz: int
+    n_test: int
+    source: str
+
+
+def trained_detector(root, mode: str | None = None, checkpoint=None, n_test: int | None = None,
+                     n_calibration: int = 32, progress: bool = False) -> DetectorSetup:
+    """Chapter 6's ``DETECTOR`` trained with ``course.yolo.train.RECIPES[mode]`` (or loaded from ``checkpoint``).
+
+    The test split is drawn like the recipe's data but with another seed (1), so no test image was
+    seen in training or in validation; calibration uses the first train images.
+    """
+    from course.env import pick
+    from course.yolo.benchmark import DETECTORS
+    from course.yolo.data import YoloDataset, create_dataloader, load_data_config, make_shapes
+    from course.yolo.train import recipe, shapes_kwargs, train, train_kwargs
+    from course.yolo.val import load_model
+
+    rec = recipe(mode)
+    root = Path(root)
+    shapes = shapes_kwargs(rec)
+    data_yaml = make_shapes(root / "shapes", **shapes)
+    n_test = pick(200, 16) if n_test is None else n_test
+    test_yaml = make_shapes(root / "shapes_test", **{**shapes, "n_train": 1, "n_val": n_test, "seed": 1})
+    if checkpoint is not None:
+        model, source = load_model(checkpoint), f"checkpoint {checkpoint}"
+    else:
+        result = train(DETECTORS[DETECTOR], data_yaml, project=str(root / "runs"), name=DETECTOR,
+                       progress=progress, **train_kwargs(rec))
+        model, source = result.ema_model, "trained (course.yolo.train recipe)"
+    imgsz = rec["imgsz"]
+    test = load_data_config(test_yaml)
+    loader = create_dataloader(YoloDataset(test["val"], imgsz, augment=False, nc=test["nc"]), 8, shuffle=False)
+    train_set = YoloDataset(load_data_config(data_yaml)["train"], imgsz, augment=False, nc=test["nc"])
+    images = [train_set[i][0].float() / 255 for i in range(min(n_calibration, len(train_set)))]
+    calibration = [torch.stack(images[i:i + 8]) for i in range(0, len(images), 8)]
+    return DetectorSetup(model.eval(), loader, calibration, imgsz, n_test, source)
+
+
+def run_study(root, mode: str | None = None, runtimes=RUNTIMES, batches=(1, 8), threads: int | None = None,
+              rounds: int | None = None, number: int = 5, checkpoints: dict | None = None,
+              detector_checkpoint=None, n_calibration: int | None = None, progress: bool = False) -> dict:
+    """The whole chapter at one size: train (or load), time, quantize, score. Plain data for JSON.
+
+    ``root`` holds the ONNX files, the detector's data and runs. Returns ``rows`` (``DeployRow``
+    dicts), ``activation`` (``activation_study``), ``depthwise_spread`` (per model: median and max of
+    ``depthwise_range_spread``), ``quantization`` (``torch_quantization_status``) and ``models``
+    (test accuracy, training time, source).
+    """
+    from course import classify
+    from course.env import pick
+
+    root = Path(root)
+    n_calibration = pick(256, 32) if n_calibration is None else n_calibration
+    labels = list(CLASSIFIERS) + [f"{k} unbounded" for k in ACTIVATION_PAIRS]
+    models = trained_classifiers(mode, labels, checkpoints=checkpoints, progress=progress)
+    splits = glyph_splits(mode)
+    imgsz = classify.recipe(mode)["imgsz"]
+    calibration = calibration_batches(splits["train"], n_calibration)
+    rows = []
+    for label in CLASSIFIERS:
+        rows += [r.as_dict() for r in classifier_rows(models[label]["model"], label, splits["test"], calibration,
+                                                      root / "onnx", imgsz, batches, runtimes, threads, rounds,
+                                                      number)]
+    det = trained_detector(root / "detector", mode, detector_checkpoint, n_calibration=min(n_calibration, 64),
+                           progress=progress)
+    rows += [r.as_dict() for r in detector_rows(det.model, f"YOLOv5n-{DETECTOR}", det.test_loader, det.calibration,
+                                                root / "onnx", det.imgsz, batches, runtimes, threads, rounds,
+                                                number)]
+    pairs = {}
+    for base, (_, ours, theirs) in ACTIVATION_PAIRS.items():
+        pairs[f"{base}, {ours}"] = models[base]["model"]
+        pairs[f"{base}, {theirs}"] = models[f"{base} unbounded"]["model"]
+    activation = activation_study(pairs, splits["test"], calibration, root / "onnx", imgsz)
+    spread = {}
+    for label in CLASSIFIERS:
+        s = sorted(depthwise_range_spread(models[label]["model"]))
+        spread[label] = dict(median=s[len(s) // 2], max=s[-1], layers=len(s))
+    summary = {label: {k: v for k, v in m.items() if k not in ("model", "result")} for label, m in models.items()}
+    summary[f"YOLOv5n-{DETECTOR}"] = dict(source=det.source, n_test=det.n_test, imgsz=det.imgsz)
+    return dict(rows=rows, activation=activation, depthwise_spread=spread, quantization=torch_quantization_status(),
+                models=summary, imgsz=imgsz, n_test=len(splits["test"]), n_calibration=n_calibration)
