@@ -92,7 +92,7 @@ def main(argv=None) -> int:
     load_start, start = os.getloadavg(), time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         root = args.workdir or Path(tmp)
-        study = run_study(root, mode, runtimes=runtimes, threads=torch.get_num_threads(), rounds=rounds,
+        study = run_study(root, mode, runtimes=runtimes, threads=torch.get_num_threads(), rounds=rounds, number=2 if args.smoke else 5,
                           checkpoints=dict(args.checkpoint), detector_checkpoint=args.detector_checkpoint,
                           progress=not args.smoke)
     meta = dict(schema=SCHEMA, smoke=args.smoke, recipe=mode, device=cpu_model() or platform.processor() or "cpu",
