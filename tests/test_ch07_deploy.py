@@ -242,10 +242,10 @@ def test_anchors_have_sources_and_filter_by_kind():
 # --------------------------------------------------------------------------- exercises
 
 
-def fold(weight, bias, gamma, beta, mean, var, eps):
-    scale = gamma / torch.sqrt(var + eps)
-    bias = torch.zeros_like(mean) if bias is None else bias
-    return weight * scale.view(-1, 1, 1, 1), (bias - mean) * scale + beta
+def qparams(lo, hi):
+    lo, hi = min(lo, 0.0), max(hi, 0.0)
+    scale = (hi - lo) / 255
+    return scale, round(-lo / scale)
 
 
 def fake_quantize(w, per_channel):
@@ -259,19 +259,21 @@ def speedup(a, b):
 
 
 def test_reference_solutions_pass(capsys):
-    check("7.1", fold)
+    check("7.1", qparams)
     check("7.2", fake_quantize)
     check("7.3", speedup)
     assert capsys.readouterr().out.count("passed") == 3
 
 
-def test_7_1_wrong_folds_say_why():
-    with pytest.raises(ExerciseFailed, match="eps"):
-        check("7.1", lambda w, b, g, be, m, v, eps: fold(w, b, g, be, m, v, 0.0))
-    with pytest.raises(ExerciseFailed, match="bias"):
-        check("7.1", lambda w, b, g, be, m, v, eps: (fold(w, b, g, be, m, v, eps)[0], be))
-    with pytest.raises(ExerciseFailed, match="weight, bias"):
-        check("7.1", lambda *args: fold(*args)[0])
+def test_7_1_wrong_qparams_say_why():
+    with pytest.raises(ExerciseFailed, match="contain 0"):
+        check("7.1", lambda lo, hi: ((hi - lo) / 255, round(-lo / ((hi - lo) / 255))))
+    with pytest.raises(ExerciseFailed, match="255 steps"):
+        check("7.1", lambda lo, hi: ((max(hi, 0) - min(lo, 0)) / 256, round(-min(lo, 0) / ((max(hi, 0) - min(lo, 0)) / 256))))
+    with pytest.raises(ExerciseFailed, match="integer"):
+        check("7.1", lambda lo, hi: (qparams(lo, hi)[0], qparams(lo, hi)[1] + 0.5))
+    with pytest.raises(ExerciseFailed, match="scale, zero_point"):
+        check("7.1", lambda lo, hi: qparams(lo, hi)[0])
 
 
 def test_7_2_wrong_quantizers_say_why():

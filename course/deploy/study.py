@@ -261,11 +261,14 @@ def detector_rows(model: nn.Module, name: str, test_loader, calibration, workdir
     return _rows(timed, scores, "mAP@0.5", extra)
 
 
-def activation_study(pairs: dict, test_set, calibration, workdir, input_size: int, batch_size: int = 64) -> list[dict]:
+def activation_study(pairs: dict, test_set, calibration, workdir, input_size: int, batch_size: int = 64,
+                     exported: dict | None = None) -> list[dict]:
     """int8 (per-channel) against fp32 for each trained model: top-1 change and the logits' relative error.
 
     ``pairs`` maps a label (e.g. "MobileNet V2, ReLU6") to a trained model. Calibration, test set and
-    quantizer are the same for all, so the models differ only in what the labels say.
+    quantizer are the same for all, so the models differ only in what the labels say. ``exported``
+    maps a label to ``(fp32_path, int8_path)`` already written from that model with the same
+    calibration (``classifier_rows`` writes them), which are then reused.
     """
     from .onnx_export import export_onnx
 
@@ -276,8 +279,11 @@ def activation_study(pairs: dict, test_set, calibration, workdir, input_size: in
     out = []
     for i, (label, model) in enumerate(pairs.items()):
         model = model.eval()
-        fp32 = export_onnx(model, workdir / f"act{i}.onnx", torch.zeros(1, 3, input_size, input_size))
-        int8 = quantize_int8(fp32, workdir / f"act{i}_int8.onnx", calibration)
+        if exported and label in exported:
+            fp32, int8 = (Path(p) for p in exported[label])
+        else:
+            fp32 = export_onnx(model, workdir / f"act{i}.onnx", torch.zeros(1, 3, input_size, input_size))
+            int8 = quantize_int8(fp32, workdir / f"act{i}_int8.onnx", calibration)
         run32, run8 = onnx_runner(onnx_session(fp32)), onnx_runner(onnx_session(int8))
         top1_fp32, top1_int8 = evaluate_top1(run32, loader).accuracy, evaluate_top1(run8, loader).accuracy
         out.append(dict(model=label, top1_fp32=top1_fp32, top1_int8=top1_int8, delta=top1_int8 - top1_fp32,
@@ -405,11 +411,12 @@ def run_study(root, mode: str | None = None, runtimes=RUNTIMES, batches=(1, 8), 
     rows += [r.as_dict() for r in detector_rows(det.model, f"YOLOv5n-{DETECTOR}", det.test_loader, det.calibration,
                                                 root / "onnx", det.imgsz, batches, runtimes, threads, rounds,
                                                 number)]
-    pairs = {}
+    pairs, exported = {}, {}
     for base, (_, ours, theirs) in ACTIVATION_PAIRS.items():
         pairs[f"{base}, {ours}"] = models[base]["model"]
         pairs[f"{base}, {theirs}"] = models[f"{base} unbounded"]["model"]
-    activation = activation_study(pairs, splits["test"], calibration, root / "onnx", imgsz)
+        exported[f"{base}, {ours}"] = (root / "onnx" / f"{base}.onnx", root / "onnx" / f"{base}_int8.onnx")
+    activation = activation_study(pairs, splits["test"], calibration, root / "onnx", imgsz, exported=exported)
     spread = {}
     for label in CLASSIFIERS:
         s = sorted(depthwise_range_spread(models[label]["model"]))

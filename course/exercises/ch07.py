@@ -1,58 +1,43 @@
-"""Checks for chapter 07 (deployment): BatchNorm folded by the formula, int8 weights per tensor and per channel,
-and the speed-up of two runtimes from interleaved rounds."""
+"""Checks for chapter 07 (deployment): a uint8 activation scale and zero point, int8 weights per tensor and per
+channel, and the speed-up of two runtimes from interleaved rounds."""
 
 from __future__ import annotations
 
 import statistics
 
 import torch
-from torch import nn
-
-from ..deploy.bnfold import fuse_conv_bn
 from . import ExerciseFailed, exercise
 
 
-def _conv_bn(c_out: int, c_in: int, groups: int, bias: bool, seed: int):
-    g = torch.Generator().manual_seed(seed)
-    conv = nn.Conv2d(c_in, c_out, 3, padding=1, groups=groups, bias=bias)
-    bn = nn.BatchNorm2d(c_out, eps=1e-3 if seed % 2 else 1e-5)
-    with torch.no_grad():
-        conv.weight.copy_(torch.randn(conv.weight.shape, generator=g))
-        if bias:
-            conv.bias.copy_(torch.randn(c_out, generator=g))
-        bn.weight.copy_(torch.rand(c_out, generator=g) * 2 + 0.1)
-        bn.bias.copy_(torch.randn(c_out, generator=g))
-        bn.running_mean.copy_(torch.randn(c_out, generator=g))
-        bn.running_var.copy_(torch.rand(c_out, generator=g) * 0.01 + 1e-4)  # small: eps matters
-    return conv, bn.eval()
+def _reference_qparams(lo: float, hi: float) -> tuple[float, int]:
+    lo, hi = min(lo, 0.0), max(hi, 0.0)
+    scale = (hi - lo) / 255 if hi > lo else 1.0
+    return scale, int(min(255, max(0, round(-lo / scale))))
 
 
-@exercise("7.1", "Fold a BatchNorm into the conv before it", points=2)
-def _check_fold(fold):
-    cases = ((8, 4, 1, True), (16, 16, 16, False), (6, 3, 1, False))
-    for seed, (c_out, c_in, groups, bias) in enumerate(cases):
-        conv, bn = _conv_bn(c_out, c_in, groups, bias, seed)
-        with torch.no_grad():
-            got = fold(conv.weight.clone(), None if conv.bias is None else conv.bias.clone(), bn.weight.clone(),
-                       bn.bias.clone(), bn.running_mean.clone(), bn.running_var.clone(), bn.eps)
+@exercise("7.1", "uint8 activation scale and zero point from a calibrated range", points=2)
+def _check_qparams(qparams):
+    cases = ((0.0, 6.0), (-1.5, 4.2), (0.5, 3.0), (-2.0, -0.5), (-0.01, 37.0))
+    for lo, hi in cases:
+        got = qparams(lo, hi)
         if not (isinstance(got, (tuple, list)) and len(got) == 2):
-            raise ExerciseFailed(f"fold(...) should return (weight, bias), got {type(got).__name__}")
-        weight, b = (torch.as_tensor(t) for t in got)
-        want = fuse_conv_bn(conv, bn)
-        where = f"conv {c_in}->{c_out}, groups {groups}, bias {bias}, eps {bn.eps:g}"
-        if tuple(weight.shape) != tuple(want.weight.shape) or tuple(b.shape) != (c_out,):
-            raise ExerciseFailed(f"{where}: weight shape {tuple(weight.shape)} and bias shape {tuple(b.shape)}, "
-                                 f"expected {tuple(want.weight.shape)} and ({c_out},): one scale per output channel")
-        if not torch.allclose(weight, want.weight, atol=1e-5, rtol=1e-4):
-            hint = " (did you leave eps out of sqrt(var + eps)?)" if torch.allclose(
-                weight, conv.weight * (bn.weight / bn.running_var.sqrt()).view(-1, 1, 1, 1), rtol=1e-4) else \
-                " (the scale is gamma / sqrt(var + eps), applied to each output channel's filter)"
-            raise ExerciseFailed(f"{where}: folded weight differs from course.deploy.fuse_conv_bn's by up to "
-                                 f"{float((weight - want.weight).abs().max()):.3g}{hint}")
-        if not torch.allclose(b, want.bias, atol=1e-4, rtol=1e-4):
-            raise ExerciseFailed(f"{where}: folded bias differs by up to {float((b - want.bias).abs().max()):.3g} "
-                                 "(b' = (b - mean) * scale + beta; a conv without bias has b = 0)")
-    return f"{len(cases)} Conv→BN pairs folded like course.deploy.fuse_conv_bn (with and without bias, depthwise)"
+            raise ExerciseFailed(f"qparams({lo}, {hi}) should return (scale, zero_point), got {got!r}")
+        scale, zp = got
+        want_scale, want_zp = _reference_qparams(lo, hi)
+        if not isinstance(zp, int) and not (hasattr(zp, "is_integer") and float(zp).is_integer()):
+            raise ExerciseFailed(f"qparams({lo}, {hi}): the zero point is an integer (a uint8 code), got {zp!r}")
+        if abs(float(scale) - want_scale) > 1e-9 * max(1.0, want_scale) or int(zp) != want_zp:
+            hint = ""
+            if lo > 0 or hi < 0:
+                hint = (" (the range must contain 0, so that a zero activation, e.g. padding or ReLU's output, "
+                        "is exactly representable: widen [lo, hi] to include it)")
+            elif abs(float(scale) - (hi - lo) / 256) < 1e-12:
+                hint = " (uint8 has 256 codes, 0..255: 255 steps between them)"
+            raise ExerciseFailed(f"qparams({lo}, {hi}): expected scale {want_scale:.6g} and zero point {want_zp}, "
+                                 f"got {float(scale):.6g} and {zp!r}{hint}")
+    s6, _ = _reference_qparams(0.0, 6.0)
+    return (f"{len(cases)} ranges match ONNX Runtime's uint8 scheme; ReLU6's [0, 6] gets steps of {s6:.4f}, "
+            f"a range of [0, 37] would get {_reference_qparams(0.0, 37.0)[0]:.4f}")
 
 
 def _reference_fake_quant(w: torch.Tensor, per_channel: bool) -> torch.Tensor:
