@@ -61,6 +61,22 @@ def test_classifier_rows_cover_every_runtime_precision_and_batch(rows, classifie
     assert by["eager", 2]["speedup"] == 1.0 and by["onnxruntime", 2]["median_ms"] > 0
 
 
+def test_activation_study_scores_each_model_and_reuses_exported_files(classifier, test_set, tmp_path):
+    from course.variants import apply_variants
+
+    calibration = [torch.rand(8, 3, SIZE, SIZE) for _ in range(2)]
+    relu = randomize_batchnorm(apply_variants(classifier, ["relu6_to_relu"]), seed=2).eval()
+    fresh = S.activation_study({"relu6": classifier, "relu": relu}, test_set, calibration, tmp_path, SIZE, batch_size=8)
+    assert [r["model"] for r in fresh] == ["relu6", "relu"]
+    for r in fresh:
+        assert r["delta"] == pytest.approx(r["top1_int8"] - r["top1_fp32"]) and r["output_error"] > 0
+    reused = S.activation_study({"relu6": classifier}, test_set, calibration, tmp_path / "other", SIZE, batch_size=8,
+                                exported={"relu6": (tmp_path / "act0.onnx", tmp_path / "act0_int8.onnx")})
+    assert reused[0] == fresh[0] and not (tmp_path / "other").exists()
+    with pytest.raises(ValueError, match="pairs"):
+        S.activation_study({}, test_set, calibration, tmp_path, SIZE)
+
+
 def test_study_refuses_bad_arguments(classifier, test_set, tmp_path):
     with pytest.raises(ValueError, match="runtimes must start with 'eager'"):
         S.classifier_rows(classifier, "m", test_set, [torch.rand(2, 3, SIZE, SIZE)], tmp_path, SIZE,
