@@ -131,6 +131,17 @@ def test_torch_quantization_status_is_read_from_the_install():
         assert status["deprecation"] == "" or "deprecated" in status["deprecation"]
 
 
+def test_quantization_sentence_says_what_the_install_has():
+    base = dict(torch="9.9", eager_mode=True, fx_mode=False, deprecation="x is deprecated.", pt2e_in_torch=False,
+                torchao_installed=True, onnxruntime_quantization=True)
+    text = S.describe_quantization_status(base)
+    assert text.startswith("torch 9.9: torch.ao.quantization (eager mode) still imports, with the notice")
+    assert "no longer in torch" in text and "torchao (its successor) is installed" in text
+    gone = S.describe_quantization_status({**base, "eager_mode": False, "pt2e_in_torch": True,
+                                           "torchao_installed": False})
+    assert "is gone" in gone and "still in torch" in gone and "not installed" in gone
+
+
 def test_train_variant_trains_the_surgered_network():
     r = S.train_variant("mobilenet_v2", 0.35, ["relu6_to_relu"], mode="quick", progress=False, epochs=1)
     acts = {type(m) for m in r.model.modules()}

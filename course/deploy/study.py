@@ -34,7 +34,7 @@ __all__ = [
     "ACTIVATION_PAIRS", "CLASSIFIERS", "DETECTOR", "DeployRow", "activation_study", "calibration_batches",
     "classifier_rows", "depthwise_range_spread", "detection_map50", "detector_rows", "glyph_splits",
     "output_error", "reference_row", "torch_quantization_status", "train_variant", "trained_classifiers",
-    "DetectorSetup", "trained_detector", "run_study",
+    "DetectorSetup", "trained_detector", "run_study", "describe_quantization_status",
 ]
 
 # The chapter's classifiers: label -> (course.classify name, width multiplier).
@@ -79,7 +79,7 @@ def torch_quantization_status() -> dict:
         notice = getattr(tq_utils, "DEPRECATION_WARNING", "")  # the text torch warns with on use
     except ImportError:
         status["eager_mode"], notice = False, ""
-    status["deprecation"] = " ".join(notice.split()[:14]) if notice else ""
+    status["deprecation"] = notice.strip().splitlines()[0].strip() if notice.strip() else ""
     status["fx_mode"] = importlib.util.find_spec("torch.ao.quantization.quantize_fx") is not None
     status["pt2e_in_torch"] = importlib.util.find_spec("torch.ao.quantization.quantize_pt2e") is not None
     status["torchao_installed"] = importlib.util.find_spec("torchao") is not None
@@ -425,3 +425,18 @@ def run_study(root, mode: str | None = None, runtimes=RUNTIMES, batches=(1, 8), 
     summary[f"YOLOv5n-{DETECTOR}"] = dict(source=det.source, n_test=det.n_test, imgsz=det.imgsz)
     return dict(rows=rows, activation=activation, depthwise_spread=spread, quantization=torch_quantization_status(),
                 models=summary, imgsz=imgsz, n_test=len(splits["test"]), n_calibration=n_calibration)
+
+
+def describe_quantization_status(status: dict) -> str:
+    """``torch_quantization_status`` as a sentence: what this torch still offers, and what the chapter uses."""
+    parts = [f"torch {status['torch']}:"]
+    if status["eager_mode"]:
+        parts.append("torch.ao.quantization (eager" + (" and FX" if status["fx_mode"] else "") + " mode) still imports"
+                     + (f", with the notice \"{status['deprecation']}\"" if status["deprecation"] else "") + ";")
+    else:
+        parts.append("torch.ao.quantization is gone;")
+    parts.append("its PT2E path is " + ("still in torch;" if status["pt2e_in_torch"] else "no longer in torch;"))
+    parts.append("torchao (its successor) is " + ("installed." if status["torchao_installed"] else "not installed."))
+    if status["onnxruntime_quantization"]:
+        parts.append("The chapter quantizes with onnxruntime.quantization, which is maintained and installed.")
+    return " ".join(parts)
