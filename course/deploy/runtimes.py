@@ -14,6 +14,7 @@ the row says why and carries no time. A detector goes in wrapped so that it retu
 
 from __future__ import annotations
 
+import inspect
 import io
 import math
 import shutil
@@ -106,6 +107,11 @@ def compare_runtimes(model: nn.Module, name: str, workdir, input_shape=(3, 224, 
     """
     runtimes = list(runtimes)
     _check_args(batches, runtimes, tuple(input_shape), threads)
+    allowed = [p for p in inspect.signature(quantize_int8).parameters if p not in ("model_path", "output_path",
+                                                                                 "calibration")]
+    unknown = sorted(set(quantize_kwargs or {}) - set(allowed))
+    if unknown:
+        raise ValueError(f"quantize_kwargs has unknown keys {unknown}; allowed: {allowed}")
     if "onnxruntime_int8" in runtimes and calibration is None:
         raise ValueError("runtime 'onnxruntime_int8' needs calibration batches (calibration=...)")
     threads = threads or torch.get_num_threads()
