@@ -92,3 +92,18 @@ def test_top1_refuses_bad_loaders(model):
         evaluate_top1(model, [torch.rand(2, *SHAPE)])
     with pytest.raises(ValueError, match="logits"):
         evaluate_top1(lambda x: x.mean(1), [(torch.rand(2, *SHAPE), torch.zeros(2))])
+
+
+def test_quantize_kwargs_reach_the_int8_model(model, tmp_path):
+    calibration = [torch.rand(4, *SHAPE) for _ in range(2)]
+    sizes = {}
+    for per_channel in (True, False):
+        rows = compare_runtimes(model, f"m{per_channel}", tmp_path, SHAPE, batches=(1,), calibration=calibration,
+                                threads=1, runtimes=("eager", "onnxruntime_int8"), rounds=1, number=1,
+                                quantize_kwargs=dict(per_channel=per_channel))
+        sizes[per_channel] = rows[1].size_mb
+    assert sizes[False] < sizes[True]  # one scale and zero point per tensor instead of one per output channel
+    with pytest.raises(ValueError, match="per_chanel"):
+        compare_runtimes(model, "bad", tmp_path / "bad", SHAPE, batches=(1,), calibration=calibration, threads=1,
+                         runtimes=("onnxruntime_int8",), quantize_kwargs=dict(per_chanel=False))
+    assert not (tmp_path / "bad").exists()

@@ -118,14 +118,16 @@ def depthwise_conv_nodes(model_path) -> list[str]:
 
 def quantize_int8(model_path, output_path, calibration: Iterable, per_channel: bool = True,
                   method: str = "minmax", max_batches: int | None = None, activation_bits: int = 8,
-                  depthwise_only: bool = False) -> Path:
+                  depthwise_only: bool = False, op_types=None) -> Path:
     """Write an int8 (QDQ; uint8 activations, int8 weights) copy of the fp32 ONNX model; return its path.
 
     ``calibration`` is any iterable of input batches (a DataLoader of ``(images, labels)`` works);
     ``max_batches`` caps how many are used. ``activation_bits=16`` keeps the weights int8 but
     quantizes activations to uint16, and ``depthwise_only=True`` quantizes only the depthwise
-    convs: experiments that isolate one source of error, not deployment formats. All arguments
-    are checked before calibration starts.
+    convs: experiments that isolate one source of error, not deployment formats. ``op_types``
+    (e.g. ``("Conv",)``) quantizes only those ONNX op types: a detector's decoded output concatenates
+    pixel coordinates and probabilities, and one int8 scale for both would round the scores away.
+    All arguments are checked before calibration starts.
     """
     from onnxruntime.quantization import (
         CalibrationMethod,
@@ -147,6 +149,10 @@ def quantize_int8(model_path, output_path, calibration: Iterable, per_channel: b
         raise ValueError(f"max_batches must be None or an int >= 1, got {max_batches!r}")
     if activation_bits not in (8, 16) or isinstance(activation_bits, bool):
         raise ValueError(f"activation_bits must be 8 or 16, got {activation_bits!r}")
+    if op_types is not None:
+        if isinstance(op_types, str) or not op_types or not all(isinstance(t, str) and t for t in op_types):
+            raise ValueError(f"op_types must be None or a non-empty list of ONNX op type names, got {op_types!r}")
+        op_types = list(op_types)
     if output_path.resolve() == model_path.resolve():
         raise ValueError("output_path must differ from model_path: the fp32 model is the reference")
     checked = CalibrationBatches.check(model_path, calibration, max_batches)
@@ -156,7 +162,9 @@ def quantize_int8(model_path, output_path, calibration: Iterable, per_channel: b
     reader = _reader_class()(checked.input_name, checked.arrays)
     output_path.parent.mkdir(parents=True, exist_ok=True)
     quantize_static(str(model_path), str(output_path), reader, quant_format=QuantFormat.QDQ,
-                    per_channel=per_channel, nodes_to_quantize=nodes, activation_type=QuantType.QUInt8 if activation_bits == 8 else QuantType.QUInt16, weight_type=QuantType.QInt8,
+                    per_channel=per_channel, nodes_to_quantize=nodes, op_types_to_quantize=op_types,
+                    activation_type=QuantType.QUInt8 if activation_bits == 8 else QuantType.QUInt16,
+                    weight_type=QuantType.QInt8,
                     calibrate_method={"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
                                       "percentile": CalibrationMethod.Percentile}[method])
     return output_path

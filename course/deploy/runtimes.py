@@ -14,6 +14,7 @@ the row says why and carries no time. A detector goes in wrapped so that it retu
 
 from __future__ import annotations
 
+import inspect
 import io
 import math
 import shutil
@@ -96,15 +97,21 @@ def _check_args(batches, runtimes, input_shape, threads) -> None:
 
 def compare_runtimes(model: nn.Module, name: str, workdir, input_shape=(3, 224, 224), batches=(1, 8),
                      runtimes=RUNTIMES, calibration=None, threads: int | None = None, rounds: int | None = None,
-                     number: int = 5, seed: int = 0) -> list[RuntimeRow]:
+                     number: int = 5, seed: int = 0, quantize_kwargs: dict | None = None) -> list[RuntimeRow]:
     """Rows for ``model`` under each of ``runtimes`` at each batch size, eager first.
 
     ONNX files are written to ``workdir``. ``onnxruntime_int8`` needs ``calibration`` (batches of
-    inputs, see ``course.deploy.quantize.quantize_int8``). ``rounds`` defaults as in
+    inputs, see ``course.deploy.quantize.quantize_int8``; ``quantize_kwargs`` go to it, e.g.
+    ``per_channel=False`` or ``op_types=("Conv",)``). ``rounds`` defaults as in
     ``interleaved_ratio`` (5 in quick mode, 30 otherwise).
     """
     runtimes = list(runtimes)
     _check_args(batches, runtimes, tuple(input_shape), threads)
+    allowed = [p for p in inspect.signature(quantize_int8).parameters if p not in ("model_path", "output_path",
+                                                                                 "calibration")]
+    unknown = sorted(set(quantize_kwargs or {}) - set(allowed))
+    if unknown:
+        raise ValueError(f"quantize_kwargs has unknown keys {unknown}; allowed: {allowed}")
     if "onnxruntime_int8" in runtimes and calibration is None:
         raise ValueError("runtime 'onnxruntime_int8' needs calibration batches (calibration=...)")
     threads = threads or torch.get_num_threads()
@@ -125,7 +132,8 @@ def compare_runtimes(model: nn.Module, name: str, workdir, input_shape=(3, 224, 
     if {"onnxruntime", "onnxruntime_int8"} & set(runtimes):
         onnx_paths["fp32"] = export_onnx(model, workdir / f"{name}.onnx", example)
     if "onnxruntime_int8" in runtimes:
-        onnx_paths["int8"] = quantize_int8(onnx_paths["fp32"], workdir / f"{name}_int8.onnx", calibration)
+        onnx_paths["int8"] = quantize_int8(onnx_paths["fp32"], workdir / f"{name}_int8.onnx", calibration,
+                                           **(quantize_kwargs or {}))
     for precision, path in onnx_paths.items():
         runtime = "onnxruntime" if precision == "fp32" else "onnxruntime_int8"
         if runtime in runtimes:
