@@ -102,18 +102,9 @@ def train_variant(name: str, width_mult: float = 1.0, variants: Sequence[str] = 
     Same recipe, data and seed as the unchanged network: the two differ only in the surgery.
     """
     from course import classify
-    from course.env import seed_everything
-    from course.variants import apply_variants
 
-    if not variants:
-        return classify.train_recipe(name, width_mult, mode=mode, seed=seed, **overrides)
-    rec = classify.recipe(mode)
-    rec.update(overrides)
-    seed_everything(seed)
-    model = apply_variants(classify.build_classifier(name, 10, width_mult), list(variants))
-    splits = classify._glyph_splits(*(rec.pop(k) for k in classify.DATA_KEYS))
-    result = classify.train_classifier(model, splits["train"], splits["val"], splits["test"], seed=seed, **rec)
-    result.config.update(model=name, width_mult=width_mult, variants=list(variants))
+    result = classify.train_recipe(name, width_mult, mode=mode, seed=seed, surgery=tuple(variants), **overrides)
+    result.config.update(variants=list(variants))
     return result
 
 
@@ -308,7 +299,6 @@ def trained_classifiers(mode: str | None = None, labels: Sequence[str] = tuple(C
     trained. Labels are keys of ``CLASSIFIERS``, or "<key> unbounded" for the ``ACTIVATION_PAIRS`` variant.
     """
     from course import classify
-    from course.variants import apply_variants
 
     checkpoints = dict(checkpoints or {})
     out = {}
@@ -320,8 +310,7 @@ def trained_classifiers(mode: str | None = None, labels: Sequence[str] = tuple(C
         name, width = CLASSIFIERS[base]
         variants = [ACTIVATION_PAIRS[base][0]] if label != base else []
         if label in checkpoints:
-            model = apply_variants(classify.build_classifier(name, 10, width), variants) if variants else \
-                classify.build_classifier(name, 10, width)
+            model = classify.recipe_model(name, width, None, variants)
             meta = classify.load_checkpoint(checkpoints.pop(label), model)
             out[label] = dict(model=model.eval(), test_acc=meta.get("test_acc"), wall_time_s=meta.get("wall_time_s"),
                               source="checkpoint")
