@@ -192,13 +192,17 @@ def gpu_latencies(summary: list[dict], name: str = "ch05_families", device="auto
     return out, note
 
 
+def _threads(n) -> str:
+    return "threads unknown" if n is None else f"{n} thread{'s' if n != 1 else ''}"
+
+
 def describe_run(rows: list[dict], summary: list[dict]) -> str:
     """What produced the learner's run: device, threads, torch, seeds, and the latency's settings."""
     r, s = rows[0], summary[0]
     seeds = sorted({x["seed"] for x in rows})
-    text = (f"trained on {r['device']} ({r['threads']} thread{'s' if r['threads'] != 1 else ''}), torch "
+    text = (f"trained on {r['device']} ({_threads(r['threads'])}), torch "
             f"{r['torch_version']}, seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))}, "
-            f"{s['imgsz']} px; latency: CPU, batch 1, {s.get('latency_threads', '?')} threads, median of "
+            f"{s['imgsz']} px; latency: CPU, batch 1, {_threads(s.get('latency_threads'))}, median of "
             "torch.utils.benchmark runs")
     return ("QUICK MODE (tiny data, one epoch: accuracies near chance, the ranking means nothing): " + text
             if quick_mode() else text)
