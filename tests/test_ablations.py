@@ -228,3 +228,45 @@ def test_benchmark_smoke_run_writes_machine_rows_and_summary_and_resumes(tmp_pat
     assert again.returncode == 0, again.stderr[-3000:]
     assert f"resuming: {n_runs} runs already in {out}" in again.stdout and "0 training runs to do" in again.stdout
     assert json.loads(out.read_text())["ablations"].keys() == report["ablations"].keys()
+
+
+def _benchmark(args, tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    env = dict(os.environ, PYTHONPATH=str(repo), OMP_NUM_THREADS="1")
+    return subprocess.run([sys.executable, str(repo / "benchmarks" / "ablations.py"), *args], env=env,
+                          capture_output=True, text=True, timeout=600, cwd=tmp_path)
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(strict=True, reason="benchmarks/ablations.py resumes rows trained with another recipe "
+                                       "(it compares the mode only); RECIPES['full'] is being recalibrated")
+def test_benchmark_does_not_resume_rows_of_another_recipe(tmp_path):
+    abl = A.ABLATIONS["ch01_separable"]
+    rows = [dict(_row(v.label, 0.5), key=v.key) for v in abl.variants]
+    payload = A.as_json({"ch01_separable": rows}, "quick", [0])
+    payload["recipe"]["epochs"] += 5  # an older calibration
+    out = tmp_path / "a.json"
+    out.write_text(json.dumps(payload))
+    done = _benchmark(["--smoke", "--only", "ch01_separable", "--jobs", "1", "--out", str(out)], tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert f"{len(abl.variants)} training runs to do" in done.stdout
+
+
+# Bad names the module does not yet name in a ValueError (patch proposed to the lead): strict xfails,
+# so they turn into failures to remove once course/ablations.py checks them.
+
+@pytest.mark.xfail(strict=True, raises=KeyError, reason="measure_latencies indexes ABLATIONS[name] unchecked")
+def test_measure_latencies_names_a_bad_ablation():
+    with pytest.raises(ValueError, match="^name must be one of"):
+        A.measure_latencies([], "ch09_nothing")
+
+
+@pytest.mark.xfail(strict=True, reason="reference_rows returns None for a misspelt name, as for a missing run")
+def test_reference_rows_names_a_bad_ablation():
+    with pytest.raises(ValueError, match="^name must be one of"):
+        A.reference_rows("ch09_nothing", {"ablations": {}})

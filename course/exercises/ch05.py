@@ -1,4 +1,5 @@
-"""Checks for chapter 05 (ShuffleNet V2): MAC of a 1×1 conv, the stride-1 unit, the best c1:c2, the guidelines as predictions, the Pareto front of the trained families."""
+"""Checks for chapter 05 (ShuffleNet V2): MAC of a 1×1 conv, the stride-1 unit, the best c1:c2,
+the guidelines as predictions, the Pareto front of the trained families."""
 
 from __future__ import annotations
 
