@@ -108,8 +108,8 @@ def compare_rankings(summary: list[dict], name: str = "ch05_families", papers=PA
     if len(missing) == len(matches):
         raise ValueError(f"summary must hold rows of {name!r} (labels {[m['label'] for m in matches]}), "
                          f"got labels {list(by_label)}")
-    summary = [r for r in summary if r["label"] not in missing]
     matches = [m for m in matches if m["label"] in by_label]
+    summary = [r for r in summary if r["label"] in {m["label"] for m in matches}]  # not another set's rows
     comparable = [dict(by_label[m["label"]], paper=m["paper"]) for m in matches if m["paper"]]
     acc = _pairs(comparable, lambda r: r["test_acc"], lambda r: r["paper"]["top1"], summary)
     tau_acc = kendall_tau([r["test_acc"] for r in comparable], [r["paper"]["top1"] for r in comparable])
@@ -122,7 +122,8 @@ def compare_rankings(summary: list[dict], name: str = "ch05_families", papers=PA
     return dict(name=name, missing=missing, comparable=[(r["label"], r["paper"]["label"]) for r in comparable],
                 not_comparable=[(m["label"], m["nearest"]["label"] if m["nearest"] else None)
                                 for m in matches if not m["paper"]],
-                speed_labels=[r["label"] for r in summary], seeds=min(r["seeds"] for r in summary), imgsz=sorted({r["imgsz"] for r in summary}),
+                speed_labels=[r["label"] for r in summary], seeds=min(r["seeds"] for r in summary),
+                imgsz=sorted({r["imgsz"] for r in summary}),
                 accuracy=dict(pairs=acc, **tau_acc), macs=macs, speed=speed)
 
 
@@ -145,7 +146,7 @@ def sentences(comparison: dict, max_listed: int = 3) -> list[str]:
         return out
     out.append(f"Accuracy: our Glyphs-10 order and the papers' ImageNet order agree on {_count(acc['pairs'], 'agree')} "
                f"of {len(acc['pairs'])} pairs and disagree on {_count(acc['pairs'], 'disagree')} "
-               f"(Kendall τ = {acc['tau']:+.2f}; {_count(acc['pairs'], 'tie')} tied"
+               f"(Kendall τ of the means {acc['tau']:+.2f}; {_count(acc['pairs'], 'tie')} tied"
                + (f", {_count(acc['pairs'], 'within spread')} within twice the seed-to-seed spread" if c["seeds"] >= 2
                   else "; one seed each, so every order is a point estimate, not a measured difference") + ").")
     for p in acc["pairs"]:

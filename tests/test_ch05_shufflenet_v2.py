@@ -300,7 +300,7 @@ def test_same_order_as_the_papers_agrees_everywhere(test_set):
     assert c["accuracy"]["tau"] == 1 and {p["status"] for p in c["accuracy"]["pairs"]} == {"agree"}
     assert len(c["accuracy"]["pairs"]) == 6 and [lab for lab, _ in c["not_comparable"]] == ["v2 half", "sv1 g8 half"]
     text = "\n".join(families.sentences(c))
-    assert "agree on 6 of 6 pairs and disagree on 0" in text and "τ = +1.00" in text
+    assert "agree on 6 of 6 pairs and disagree on 0" in text and "τ of the means +1.00" in text
     assert "The papers put" not in text and "point estimate" in text  # one seed
     assert "v2 half (nearest paper point: MobileNet V2 0.35)" in text
 
@@ -344,6 +344,8 @@ def test_an_older_run_with_a_missing_variant_is_compared_on_the_rest(test_set):
     c = families.compare_rankings(rows, test_set)
     assert c["missing"] == ["v3 small"] and len(c["accuracy"]["pairs"]) == 3
     assert "Not in this run (the set has changed since): v3 small." in families.sentences(c)
+    extra = families.compare_rankings(rows + [dict(rows[0], label="not in the set", latency_ms=1.0)], test_set)
+    assert extra["speed_labels"] == c["speed_labels"] and "not in the set" not in extra["speed_labels"]
     with pytest.raises(ValueError, match="summary must hold rows"):
         families.compare_rankings([dict(r, label="other") for r in rows], test_set)
 
