@@ -1,4 +1,5 @@
-"""Checks for chapter 05 (ShuffleNet V2): MAC of a 1×1 conv, the stride-1 unit, the best c1:c2, the guidelines as predictions."""
+"""Checks for chapter 05 (ShuffleNet V2): MAC of a 1×1 conv, the stride-1 unit, the best c1:c2,
+the guidelines as predictions, the Pareto front of the trained families."""
 
 from __future__ import annotations
 
@@ -122,3 +123,52 @@ def _check_faster(faster):
                                      f"measures {fast!r} faster on both platforms at every scale "
                                      f"({'; '.join(speeds[:2])}; …) — {table['title']}")
     return f"{asked} predictions agree with the order the paper measures in Tables 1–4"
+
+
+_FRONT_CASES = (
+    ("a slower, more accurate model joins the front; one beaten by a faster one does not",
+     [("A", 1.0, 0.50), ("B", 2.0, 0.70), ("C", 3.0, 0.60), ("D", 4.0, 0.90)]),
+    ("equal accuracy: only the faster one is on the front", [("A", 1.0, 0.50), ("B", 2.0, 0.50), ("C", 3.0, 0.80)]),
+    ("equal latency: only the more accurate one is on the front", [("A", 1.0, 0.50), ("B", 1.0, 0.60), ("C", 2.0, 0.55)]),
+    ("the fastest model is also the most accurate", [("A", 3.0, 0.60), ("B", 1.0, 0.90), ("C", 2.0, 0.70)]),
+    ("one model", [("A", 5.0, 0.40)]),
+)
+
+
+def front_labels(summary: list[dict]) -> list[str]:
+    """Labels on the accuracy–latency Pareto front, fastest first (``course.ablation_plots.pareto_front``)."""
+    from ..ablation_plots import pareto_front
+
+    return [summary[i]["label"] for i in pareto_front([(r["latency_ms"], r["test_acc"]) for r in summary])]
+
+
+def _front_hint(got, want, rows) -> str:
+    if set(got) == set(want):
+        return " (the right models, but list them fastest first)"
+    if set(got) > set(want):
+        r = {x["label"]: x for x in rows}
+        beaten = {e: next(x["label"] for x in rows if x["label"] != e and x["latency_ms"] <= r[e]["latency_ms"]
+                          and x["test_acc"] >= r[e]["test_acc"]) for e in sorted(set(got) - set(want))}
+        return " (" + "; ".join(f"{e} is beaten by {b}: at least as fast and at least as accurate"
+                                for e, b in beaten.items()) + ")"
+    return " (a model is on the front unless another is at least as fast and at least as accurate)"
+
+
+@exercise("5.5", "Which networks does nothing beat?", points=2)
+def _check_front(on_front, summary):
+    if not summary or any("latency_ms" not in r or "test_acc" not in r for r in summary):
+        raise ValueError("summary must be the chapter's summary rows with test_acc and latency_ms "
+                         f"(course.ablations.measure_latencies), got {summary!r:.200}")
+    cases = [(what, [dict(label=lab, latency_ms=ms, test_acc=acc) for lab, ms, acc in pts]) for what, pts in _FRONT_CASES]
+    cases.append(("your run", [dict(label=r["label"], latency_ms=r["latency_ms"], test_acc=r["test_acc"]) for r in summary]))
+    for what, rows in cases:
+        want = front_labels(rows)
+        got = on_front([dict(r) for r in rows])
+        got = list(got) if isinstance(got, (list, tuple)) else got
+        if got != want:
+            points = ", ".join(f"{r['label']} {r['latency_ms']:.3g} ms {100 * r['test_acc']:.1f} %" for r in rows)
+            labels = {r["label"] for r in rows}
+            hint = _front_hint(got, want, rows) if isinstance(got, list) and set(got) <= labels else ""
+            raise ExerciseFailed(f"{what} ({points}): expected {want}, got {got!r}{hint}")
+    return (f"{len(cases) - 1} hand-made cases and your run: on its front, fastest first, "
+            + ", ".join(front_labels(cases[-1][1])))
