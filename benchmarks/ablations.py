@@ -50,7 +50,9 @@ def main(argv=None) -> int:
 
     if args.smoke:
         os.environ["COURSE_QUICK"] = "1"
-    from course.ablations import ABLATIONS, CHECKPOINT_DIR, REFERENCE_PATH, as_json, machine_info, measure_latencies, summarize
+    from course.ablations import (ABLATIONS, CHECKPOINT_DIR, REFERENCE_PATH, as_json, machine_info,
+                                  measure_latencies, summarize)
+    from course.classify import recipe
     from course.env import quick_mode
 
     mode = "quick" if quick_mode() else "full"
@@ -68,11 +70,13 @@ def main(argv=None) -> int:
     done: dict[tuple[str, int], dict] = {}
     if out.is_file():
         old = json.loads(out.read_text())
-        if old.get("mode") == mode:
+        if old.get("mode") == mode and old.get("recipe") == recipe(mode):
             for abl in old.get("ablations", {}).values():
                 for row in abl["rows"]:
                     done[(row["key"], row["seed"])] = row
             print(f"resuming: {len(done)} runs already in {out}")
+        else:
+            print(f"not resuming {out}: it was trained in mode {old.get('mode')!r} with another recipe; starting afresh")
 
     def write():
         rows = {n: [{**done[(v.key, s)], "label": v.label} for v in ABLATIONS[n].variants for s in seeds

@@ -91,6 +91,10 @@ def plot_families(summary: list[dict], papers: list[dict], cost: str = "latency_
 
     ``papers`` rows: ``label``, ``top1`` (%), ``madds`` (millions), ``source``.
     """
+    lacking = [r["label"] for r in summary if r.get(cost) is None]
+    if lacking:
+        raise ValueError(f"cost must be a key every summary row carries ({list(COST_LABELS)} or e.g. "
+                         f"'gpu_latency_ms'), got {cost!r}, missing in {lacking}")
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
     pts = [(r[cost], 100 * r["test_acc"]) for r in summary]
     for (xv, yv), r in zip(pts, summary):

@@ -191,14 +191,18 @@ def run_variant(v: Variant, seed: int = 0, mode: str | None = None, threads: int
                 checkpoint=result.checkpoint, **variant_cost(v, mode))
 
 
+def _check_name(name: str) -> None:
+    if name not in ABLATIONS:
+        raise ValueError(f"name must be one of {list(ABLATIONS)}, got {name!r}")
+
+
 def run_ablation(name: str, seeds=None, mode: str | None = None, threads: int | None = None,
                  progress: bool = True, done: dict | None = None) -> list[dict]:
     """Train every variant of ``ABLATIONS[name]`` for each seed (default: seed 0 only) into rows.
 
     ``done`` maps ``(key, seed)`` to rows already trained (another chapter's shared variant), which are reused.
     """
-    if name not in ABLATIONS:
-        raise ValueError(f"name must be one of {list(ABLATIONS)}, got {name!r}")
+    _check_name(name)
     seeds = [0] if seeds is None else list(seeds)
     if not seeds or any(isinstance(s, bool) or not isinstance(s, int) for s in seeds):
         raise ValueError(f"seeds must be a non-empty list of ints, got {seeds!r}")
@@ -261,6 +265,7 @@ def difference(summary: list[dict], a: str, b: str) -> dict:
 
 def measure_latencies(summary: list[dict], name: str, mode: str | None = None, threads: int | None = None) -> list[dict]:
     """``summary`` with each variant's CPU latency at batch 1 and its training size added (``latency_ms``)."""
+    _check_name(name)
     ablation = ABLATIONS[name]
     out = []
     for row in summary:
@@ -294,6 +299,7 @@ def load_reference(path=None) -> dict | None:
 
 def reference_rows(name: str, reference: dict | None = None) -> list[dict] | None:
     """The reference run's summary rows for ``ABLATIONS[name]`` (None when there is no reference)."""
+    _check_name(name)
     reference = load_reference() if reference is None else reference
     if reference is None or name not in reference.get("ablations", {}):
         return None

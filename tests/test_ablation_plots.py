@@ -95,7 +95,6 @@ def test_plot_families_draws_both_fronts():
     assert fig.axes[0].get_xlabel() == COST_LABELS["macs"]
 
 
-@pytest.mark.xfail(strict=True, raises=KeyError, reason="plot_families does not check that the rows carry cost (plot_tradeoff checks its cost)")
 def test_plot_families_names_a_bad_cost():
     with pytest.raises(ValueError, match="^cost must be"):
         plot_families(_summary(), PAPER_POINTS, cost="flops")

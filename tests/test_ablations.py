@@ -243,8 +243,6 @@ def _benchmark(args, tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="benchmarks/ablations.py resumes rows trained with another recipe "
-                                       "(it compares the mode only); RECIPES['full'] is being recalibrated")
 def test_benchmark_does_not_resume_rows_of_another_recipe(tmp_path):
     abl = A.ABLATIONS["ch01_separable"]
     rows = [dict(_row(v.label, 0.5), key=v.key) for v in abl.variants]
@@ -257,16 +255,13 @@ def test_benchmark_does_not_resume_rows_of_another_recipe(tmp_path):
     assert f"{len(abl.variants)} training runs to do" in done.stdout
 
 
-# Bad names the module does not yet name in a ValueError (patch proposed to the lead): strict xfails,
-# so they turn into failures to remove once course/ablations.py checks them.
+# A misspelt ablation name is an error, never a silent None.
 
-@pytest.mark.xfail(strict=True, raises=KeyError, reason="measure_latencies indexes ABLATIONS[name] unchecked")
 def test_measure_latencies_names_a_bad_ablation():
     with pytest.raises(ValueError, match="^name must be one of"):
         A.measure_latencies([], "ch09_nothing")
 
 
-@pytest.mark.xfail(strict=True, reason="reference_rows returns None for a misspelt name, as for a missing run")
 def test_reference_rows_names_a_bad_ablation():
     with pytest.raises(ValueError, match="^name must be one of"):
         A.reference_rows("ch09_nothing", {"ablations": {}})
