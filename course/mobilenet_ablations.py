@@ -104,6 +104,10 @@ def training_plan(names, done=None, mode: str | None = None, probe_steps: int = 
                 estimate_s=sum(r["estimate_s"] for r in runs), cap_s=len(runs) * rec["time_budget_s"])
 
 
+def _duration(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.1f} min"
+
+
 def describe_plan(plan: dict) -> str:
     """The plan in words: data, recipe, runs, estimated and longest time."""
     rec = plan["recipe"]
@@ -114,7 +118,7 @@ def describe_plan(plan: dict) -> str:
              f"scored once on test.",
              f"{len(plan['runs'])} runs to train ({', '.join(r['label'] for r in plan['runs']) or 'none: all done'}).",
              f"Estimated time on this CPU ({plan['threads']} threads, from a probe of one training step each): "
-             f"about {plan['estimate_s'] / 60:.1f} min; at most {plan['cap_s'] / 60:.1f} min "
+             f"about {_duration(plan['estimate_s'])}; at most {_duration(plan['cap_s'])} "
              f"(the recipe stops each run before {rec['time_budget_s']:.0f} s)."]
     return "\n".join(lines)
 
@@ -246,7 +250,7 @@ def plot_alpha_rho(runs: dict, reference: dict | None = None, title: str = ""):
                         named.add(r["key"])
                         ax.annotate(r["label"], (r[cost], 100 * r["test_acc"]), textcoords="offset points",
                                     xytext=(4, 4), fontsize=7)
-        ax.axhline(100 * CHANCE, color="tab:red", lw=0.8, ls=":")
+        ax.axhline(100 * CHANCE, color="tab:red", lw=0.8, ls=":", label="chance (10 classes)")
         ax.set_xscale("log")
         ax.set_xlabel(COST_LABELS[cost])
         ax.grid(alpha=0.3)

@@ -350,3 +350,14 @@ def test_exercise_1_5_both_ways():
         check("1.5", _cheapest, summary)
     with pytest.raises(ExerciseFailed, match=r"should return \(label"):
         check("1.5", lambda s: "V1 α=1")
+
+
+def test_reference_is_read_per_ablation_and_described_or_said_missing():
+    ref = _fake_runs(_acc, seeds=3, std=0.01)
+    payload = dict(machine=dict(device="cpu", cpu="x86_64", threads=2, torch_version="2.x", date="2026-01-01"),
+                   seeds=[0, 1, 2], ablations={n: dict(summary=ref[n]) for n in ("ch01_width", "ch01_separable")})
+    refs = abl.reference_summaries(abl.CH01, payload)
+    assert refs["ch01_width"] == ref["ch01_width"] and refs["ch01_resolution"] is None
+    note = abl.reference_note(refs, payload)
+    assert "3 seeds" in note and "2 threads" in note and "Not recorded for: ch01_resolution" in note
+    assert "No reference run recorded yet" in abl.reference_note({n: None for n in abl.CH01})
