@@ -18,6 +18,7 @@ from ..validate import check_int
 from ..viz import WidgetHandle, live_output, show_figure
 from ..measure import conv_cost, count_flops, flops_by_module, latency
 from ..models import MobileNetV1
+from ..ablations import ABLATIONS
 from ..mobilenet_ablations import CH01, PAPER_MULTIPLIERS, nearest_trained, reference_summaries, trained_points
 
 __all__ = [
@@ -304,8 +305,11 @@ def _trained_line(alpha: float, rho: float, points: list[dict], reference_missin
     near = nearest_trained(alpha, rho, points)
     if near is None:
         why = (" and no reference run is recorded" if reference_missing else "")
-        return ("Glyphs-10 test accuracy is only known at the trained points (α ∈ {0.25, 0.5, 0.75, 1} at the "
-                f"recipe's input, α = 0.5 at smaller ones): none is trained yet{why}; see Section 6."), None
+        widths = ", ".join(f"{v.width_mult:g}" for v in ABLATIONS["ch01_width"].variants)
+        smaller = [v for v in ABLATIONS["ch01_resolution"].variants if v.imgsz]
+        sizes, alpha_r = sorted({v.imgsz for v in smaller}), "/".join(sorted({f"{v.width_mult:g}" for v in smaller}))
+        return (f"Glyphs-10 test accuracy is only known at the trained points (α = {widths} at the recipe's input; "
+                f"α = {alpha_r} also at {', '.join(f'{s} px' for s in sizes)}): none is trained yet{why}; see Section 6."), None
     spread = near.get("test_acc_std")
     pm = f" ± {100 * spread:.1f}" if spread is not None and spread == spread else ""
     where = ("this point" if near["exact"] else
