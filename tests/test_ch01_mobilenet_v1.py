@@ -191,3 +191,173 @@ def test_exercise_1_3_both_ways():
     with pytest.raises(ExerciseFailed, match="expected α"):
         check("1.3", lambda b, m, n, s: math.sqrt(b / (9 * m * s * s + m * n * s * s)))
     assert math.isclose(reference_width_for_budget(29.58e6, 512, 512, 14), 0.75, rel_tol=1e-3)
+
+
+# --- Section 6: what α and ρ buy (trained networks; made-up runs keep these tests fast) ---------
+
+from course import mobilenet_ablations as abl  # noqa: E402
+from course.ablations import ABLATIONS  # noqa: E402
+from course.exercises.ch01 import reference_best_width  # noqa: E402
+
+
+def _fake_runs(acc_of, base_px=48, seeds=1, std=float("nan")):
+    """Summaries for chapter 01's ablations: accuracy from ``acc_of(variant)``, made-up costs that grow with α and px."""
+    runs = {}
+    for name in abl.CH01:
+        rows = []
+        for v in ABLATIONS[name].variants:
+            px = v.imgsz or base_px
+            k = 8.0 if v.surgery else 1.0
+            rows.append(dict(label=v.label, key=v.key, seeds=seeds, test_acc=acc_of(v), test_acc_std=std,
+                             params=int(1e6 * v.width_mult ** 2 * k), macs=1e6 * v.width_mult ** 2 * px ** 2 / 48 ** 2 * k,
+                             imgsz=px, wall_time_s=1.0, latency_ms=2.0 * v.width_mult * k * px / 48, latency_threads=1))
+        runs[name] = rows
+    return runs
+
+
+def _acc(v):
+    return 0.3 + 0.5 * v.width_mult + 0.002 * ((v.imgsz or 48) - 48) + (0.05 if v.surgery else 0.0)
+
+
+def test_trained_points_and_nearest():
+    points = abl.trained_points(_fake_runs(_acc))
+    assert len(points) == 6  # 4 widths + 2 smaller inputs; the shared α = 0.5 once; full conv is another network
+    exact = abl.nearest_trained(0.75, 1.0, points)
+    assert exact["exact"] and exact["alpha"] == 0.75 and exact["test_acc"] == pytest.approx(_acc(ABLATIONS["ch01_width"].variants[2]))
+    near = abl.nearest_trained(0.5, 0.7, points)
+    assert not near["exact"] and near["alpha"] == 0.5 and near["imgsz"] == 32 and near["rho"] == pytest.approx(32 / 48)
+    assert abl.nearest_trained(0.5, 1.0, []) is None and abl.trained_points(None) == []
+
+
+def test_multiplier_widget_shows_nearest_trained_accuracy_or_says_none(capsys):
+    h = ch01.multiplier_widget(alpha=0.5, resolution=160, measure=False, reference=None)
+    assert h.state()["trained"] is None
+    assert "only known at the trained points" in capsys.readouterr().out
+    runs = _fake_runs(_acc)
+    h = ch01.multiplier_widget(alpha=0.5, resolution=160, measure=False, trained=runs)
+    t = h.state()["trained"]
+    assert t["source"] == "your run" and t["alpha"] == 0.5 and t["imgsz"] == 32 and not t["exact"]
+    out = capsys.readouterr().out
+    assert f"{100 * t['test_acc']:.1f} %" in out and "nearest trained point" in out
+    h.controls["alpha"].value = 1.0
+    h.controls["resolution"].value = 224
+    assert h.state()["trained"]["exact"] and h.state()["trained"]["alpha"] == 1.0
+    ref = _fake_runs(lambda v: 0.5, seeds=3, std=0.01)
+    h = ch01.multiplier_widget(alpha=0.25, resolution=224, measure=False, reference=ref)
+    assert h.state()["trained"]["source"] == "reference run" and "± 1.0" in capsys.readouterr().out
+
+
+def test_tables_put_ours_beside_the_papers():
+    runs, ref = _fake_runs(_acc), _fake_runs(lambda v: 0.6 + 0.1 * v.width_mult, seeds=3, std=0.02)
+    width = abl.width_table(runs, ref)
+    assert [r["alpha"] for r in width] == [1.0, 0.75, 0.5, 0.25]
+    assert width[-1]["delta"] == pytest.approx(-0.5 * 0.75 * 100) and width[-1]["paper_delta"] == pytest.approx(50.6 - 70.6)
+    assert width[-1]["ref"] == "62.5 ± 2.0" and width[-1]["ref_delta"] == pytest.approx(-7.5)
+    res = abl.resolution_table(runs)
+    assert [r.get("imgsz") for r in res][:3] == [48, 40, 32] and res[0]["delta"] == 0
+    assert res[2]["delta"] == pytest.approx(100 * 0.002 * -16) and res[3]["paper_px"] == 128
+    sep = abl.separable_table(runs)
+    assert [r["paper"] for r in sep] == ["α=1 separable", "α=1 full conv"] and sep[1]["paper_madds_M"] == 4866
+    text = abl.v1_tables(runs, ref)
+    assert "Table 6" in text and "Table 7" in text and "Table 4" in text
+
+
+def test_findings_are_computed_and_respect_the_spread():
+    one = abl.v1_findings(_fake_runs(_acc))
+    assert len(one) == 4 and all("no spread measured" in s for s in one[:3])
+    assert "-37.5 points" in one[0] and "0.06× the mult-adds" in one[0]
+    ref = _fake_runs(_acc, seeds=3, std=0.02)
+    both = abl.v1_findings(_fake_runs(_acc), ref)
+    assert len(both) == 7 and "(reference)" in both[1] and "worse than V1 α=1 by 37.5 points" in both[1]
+    assert "-3.2 points, within twice the seed-to-seed spread (2.0)" in both[3]
+    assert "better than" in both[5] and "by 5.0 points" in both[5]
+
+
+def test_plan_counts_a_shared_network_once_and_estimates_from_the_recipe():
+    plan = abl.training_plan(abl.CH01, mode="quick", probe_steps=1)
+    keys = [r["key"] for r in plan["runs"]]
+    assert len(keys) == len(set(keys)) == 7
+    rec = plan["recipe"]
+    assert plan["steps"] == rec["epochs"] * (rec["n_train"] // rec["batch_size"])
+    assert 0 < plan["estimate_s"] <= plan["cap_s"] == 7 * rec["time_budget_s"]
+    assert "7 runs to train" in abl.describe_plan(plan)
+    done = {(ABLATIONS["ch01_width"].variants[0].key, 0): {}}
+    assert len(abl.training_plan(["ch01_width"], done=done, mode="quick", probe_steps=1)["runs"]) == 3
+    with pytest.raises(ValueError, match="names must be"):
+        abl.training_plan(["ch01_depth"])
+    with pytest.raises(ValueError, match="probe_steps"):
+        abl.training_plan(abl.CH01, probe_steps=0)
+
+
+def test_run_chapter_trains_and_times_a_shared_network_once(monkeypatch):
+    trained, timed = [], []
+
+    def fake_run(name, mode=None, threads=None, progress=True, done=None):
+        rows = []
+        for v in ABLATIONS[name].variants:
+            if (v.key, 0) not in done:
+                trained.append(v.key)
+                done[(v.key, 0)] = dict(key=v.key, label=v.label, seed=0, test_acc=0.5, params=1, macs=1, imgsz=32,
+                                        wall_time_s=1.0, device="cpu", threads=1, torch_version="x")
+            rows.append({**done[(v.key, 0)], "label": v.label})
+        return rows
+
+    def fake_latency(summary, name, mode=None, threads=None):
+        timed.extend(r["key"] for r in summary)
+        return [{**r, "latency_ms": float(len(timed)), "latency_iqr_ms": 0.0, "latency_threads": 1} for r in summary]
+
+    monkeypatch.setattr(abl, "run_ablation", fake_run)
+    monkeypatch.setattr(abl, "measure_latencies", fake_latency)
+    done = {}
+    runs = abl.run_chapter(abl.CH01, done=done)
+    assert len(trained) == len(set(trained)) == len(timed) == len(set(timed)) == 7
+    shared = ABLATIONS["ch01_separable"].baseline
+    lat = {name: {r["label"]: r["latency_ms"] for r in rows} for name, rows in runs.items()}
+    assert lat["ch01_width"][shared] == lat["ch01_separable"][shared] == lat["ch01_resolution"][shared]
+    assert "seed [0]" in abl.provenance(runs, done)
+    with pytest.raises(ValueError, match="done must hold"):
+        abl.provenance(runs, {})
+
+
+def test_plot_alpha_rho_labels_each_network_once():
+    runs = _fake_runs(_acc)
+    fig = abl.plot_alpha_rho(runs, _fake_runs(_acc, seeds=3, std=0.01))
+    for ax in fig.axes:
+        labels = [t.get_text() for t in ax.texts]
+        assert len(labels) == len(set(labels)) == 7
+    legend = [t.get_text() for t in fig.axes[1].get_legend().get_texts()]
+    assert "α sweep" in legend and "α sweep (reference)" in legend
+    matplotlib.pyplot.close(fig)
+
+
+def _no_chance(summary, chance=0.1):
+    scores = {r["label"]: 100 * r["test_acc"] / (r["macs"] / 1e6) for r in summary}
+    return max(scores, key=scores.get), scores
+
+
+def _cheapest(summary, chance=0.1):
+    best, scores = reference_best_width(summary, chance)
+    return min(summary, key=lambda r: r["macs"])["label"], scores
+
+
+def test_exercise_1_5_both_ways():
+    summary = _fake_runs(_acc)["ch01_width"]
+    check("1.5", reference_best_width, summary)
+    check("1.5", reference_best_width)
+    with pytest.raises(ExerciseFailed, match="subtract chance"):
+        check("1.5", _no_chance, summary)
+    with pytest.raises(ExerciseFailed, match="you picked"):
+        check("1.5", _cheapest, summary)
+    with pytest.raises(ExerciseFailed, match=r"should return \(label"):
+        check("1.5", lambda s: "V1 α=1")
+
+
+def test_reference_is_read_per_ablation_and_described_or_said_missing():
+    ref = _fake_runs(_acc, seeds=3, std=0.01)
+    payload = dict(machine=dict(device="cpu", cpu="x86_64", threads=2, torch_version="2.x", date="2026-01-01"),
+                   seeds=[0, 1, 2], ablations={n: dict(summary=ref[n]) for n in ("ch01_width", "ch01_separable")})
+    refs = abl.reference_summaries(abl.CH01, payload)
+    assert refs["ch01_width"] == ref["ch01_width"] and refs["ch01_resolution"] is None
+    note = abl.reference_note(refs, payload)
+    assert "3 seeds" in note and "2 threads" in note and "Not recorded for: ch01_resolution" in note
+    assert "No reference run recorded yet" in abl.reference_note({n: None for n in abl.CH01})

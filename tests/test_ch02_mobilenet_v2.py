@@ -157,3 +157,75 @@ def test_exercise_2_3_both_ways():
     with pytest.raises(ExerciseFailed, match="expected 15"):
         check("2.3", lambda threshold, seeds: 30)
     assert math.isclose(manifold.relu_roundtrip(15)["recovered_fraction"], 1.0)
+
+
+# --- Section 6: the linear bottleneck on a trained network (made-up runs keep these fast) ----------
+
+from course import mobilenet_ablations as abl  # noqa: E402
+from course.ablations import ABLATIONS  # noqa: E402
+from course.exercises.ch02 import reference_bottleneck_verdict  # noqa: E402
+
+
+def _bottleneck(linear, relu6, no_shortcut, std=float("nan"), seeds=1):
+    names = abl.bottleneck_labels()
+    accs = dict(linear=linear, relu6=relu6, no_shortcut=no_shortcut)
+    return [dict(label=names[k], key=k, test_acc=a, test_acc_std=std, seeds=seeds, params=700_000, macs=2e6, imgsz=48,
+                 wall_time_s=1.0, latency_ms=3.0) for k, a in accs.items()]
+
+
+def test_bottleneck_labels_are_found_by_surgery():
+    names = abl.bottleneck_labels()
+    variants = {v.label: v for v in ABLATIONS["ch02_bottleneck"].variants}
+    assert variants[names["linear"]].surgery == ()
+    assert variants[names["relu6"]].surgery == ("relu6_after_projection",)
+    assert variants[names["no_shortcut"]].surgery == ("no_shortcut",)
+
+
+def test_winner_and_findings_respect_the_spread():
+    names = abl.bottleneck_labels()
+    real = _bottleneck(0.70, 0.60, 0.69, std=0.01, seeds=3)
+    assert abl.winner(real, names["relu6"], names["linear"]) == names["linear"]
+    assert abl.winner(real, names["no_shortcut"], names["linear"]) is None
+    lines = abl.bottleneck_findings(_bottleneck(0.70, 0.60, 0.40), real)
+    assert len(lines) == 4
+    assert lines[0].startswith("Fig. 6a (your run)") and "one seed measures no spread" in lines[0]
+    assert lines[2].startswith("Fig. 6a (reference)") and f"Verdict: {names['linear']} wins" in lines[2]
+    assert "within twice the seed-to-seed spread" in lines[3]
+    table = abl.bottleneck_table(_bottleneck(0.70, 0.60, 0.40), real)
+    assert "-10.0" in table and "70.0 ± 1.0" in table
+    fig = abl.plot_bottleneck(_bottleneck(0.70, 0.60, 0.40), real)
+    assert len(fig.axes[0].patches) == 6
+    matplotlib.pyplot.close(fig)
+
+
+def _ignores_spread(summary):
+    names = abl.bottleneck_labels()
+    rows = {r["label"]: r for r in summary}
+    return "linear" if rows[names["linear"]]["test_acc"] > rows[names["relu6"]]["test_acc"] else "relu6"
+
+
+def _ignores_seeds(summary):
+    names = abl.bottleneck_labels()
+    rows = {r["label"]: r for r in summary}
+    lin, relu = rows[names["linear"]], rows[names["relu6"]]
+    spread = 0 if math.isnan(lin["test_acc_std"]) else lin["test_acc_std"]
+    if abs(lin["test_acc"] - relu["test_acc"]) <= 2 * spread:
+        return "undecided"
+    return "linear" if lin["test_acc"] > relu["test_acc"] else "relu6"
+
+
+def test_exercise_2_5_both_ways(capsys):
+    mine, ref = _bottleneck(0.5, 0.6, 0.5), _bottleneck(0.75, 0.70, 0.7, std=0.01, seeds=3)
+    check("2.5", reference_bottleneck_verdict)
+    check("2.5", reference_bottleneck_verdict, mine, prediction="relu6", reference=ref)
+    out = capsys.readouterr().out
+    assert "your run: undecided" in out and "the reference run: linear" in out
+    assert "you predicted 'relu6': the reference run says 'linear'" in out
+    check("2.5", reference_bottleneck_verdict, ref, prediction="linear")
+    assert "your run agrees" in capsys.readouterr().out
+    with pytest.raises(ExerciseFailed, match="not more than twice the spread"):
+        check("2.5", _ignores_spread, mine)
+    with pytest.raises(ExerciseFailed, match="one seed there is no spread"):
+        check("2.5", _ignores_seeds, mine)
+    with pytest.raises(ExerciseFailed, match="prediction must be one of"):
+        check("2.5", reference_bottleneck_verdict, mine, prediction="ReLU")

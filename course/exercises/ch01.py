@@ -175,3 +175,59 @@ def _check_predict_at_resolution(predict_at_resolution):
                                      f"you predicted {got_madds!r}{hint}")
     return (f"α = 1.0 and 0.5 at {', '.join(map(str, RESOLUTION_CASES))}: "
             "predictions equal fvcore's counts on the real networks")
+
+
+def reference_best_width(summary: list[dict], chance: float = 0.1) -> tuple[str, dict[str, float]]:
+    """Points of test accuracy above chance per million mult-adds, per variant; the label that buys the most."""
+    scores = {r["label"]: 100 * (r["test_acc"] - chance) / (r["macs"] / 1e6) for r in summary}
+    return max(scores, key=scores.get), scores
+
+
+def _summary(accs_macs):
+    return [dict(label=f"V1 α={a:g}", test_acc=acc, macs=macs, test_acc_std=float("nan"), seeds=1)
+            for a, acc, macs in accs_macs]
+
+
+# Made-up runs that tell a right answer from the usual slips: the narrowest wins per mult-add; the
+# widest wins once chance is subtracted (raw accuracy per mult-add would pick the narrowest); one below chance.
+WIDTH_CASES = (
+    _summary([(0.25, 0.55, 1.0e6), (0.5, 0.70, 3.0e6), (1.0, 0.80, 11.0e6)]),
+    _summary([(0.25, 0.12, 1.0e6), (0.5, 0.30, 3.0e6), (1.0, 0.90, 11.0e6)]),
+    _summary([(0.25, 0.05, 1.0e6), (0.75, 0.60, 6.0e6)]),
+)
+
+
+def _check_scores(best_width, summary, where: str) -> str:
+    want_best, want = reference_best_width(summary)
+    got = best_width(summary)
+    if not (isinstance(got, tuple) and len(got) == 2 and isinstance(got[1], dict)):
+        raise ExerciseFailed(f"best_width({where}) should return (label, {{label: score}}), got {got!r}")
+    best, scores = got
+    if set(scores) != set(want):
+        raise ExerciseFailed(f"best_width({where}): scores should have one entry per row's label {sorted(want)}, "
+                             f"got {sorted(scores)}")
+    for label, w in want.items():
+        g = scores[label]
+        if not isinstance(g, (int, float)) or not math.isclose(g, w, rel_tol=1e-6, abs_tol=1e-9):
+            row = next(r for r in summary if r["label"] == label)
+            hint = ""
+            if isinstance(g, (int, float)) and math.isclose(g, 100 * row["test_acc"] / (row["macs"] / 1e6), rel_tol=1e-6):
+                hint = " — subtract chance (10 %) first: a guess scores that for free, whatever it costs"
+            elif isinstance(g, (int, float)) and math.isclose(g, w / 100, rel_tol=1e-6):
+                hint = " — in points (percent), not as a fraction"
+            raise ExerciseFailed(f"best_width({where}), {label}: expected {w:.4g} points above chance per million "
+                                 f"mult-adds (test_acc {row['test_acc']:.3f}, {row['macs'] / 1e6:.3g} M), got {g!r}{hint}")
+    if best != want_best:
+        raise ExerciseFailed(f"best_width({where}): the highest score is {want_best!r}'s ({want[want_best]:.4g}), "
+                             f"you picked {best!r}")
+    return want_best
+
+
+@exercise("1.5", "Which α buys the most accuracy per mult-add?", points=1)
+def _check_best_width(best_width, summary=None):
+    for i, case in enumerate(WIDTH_CASES):
+        _check_scores(best_width, case, f"made-up run {i + 1}")
+    if summary is None:
+        return f"{len(WIDTH_CASES)} made-up runs match (pass your run's summary to check it too)"
+    best = _check_scores(best_width, summary, "your run")
+    return f"{len(WIDTH_CASES)} made-up runs and your run match; on your run {best} buys the most per mult-add"

@@ -131,3 +131,64 @@ def _check_smallest_safe_n(smallest_safe_n):
                                  f"(the smallest n in {EMBED_DIMS} whose recovered_fraction is >= threshold "
                                  "for every seed)")
     return f"{len(SAFE_CASES)} thresholds match"
+
+
+VERDICTS = ("linear", "relu6", "undecided")
+
+
+def reference_bottleneck_verdict(summary: list[dict]) -> str:
+    """Which bottleneck wins on this run: "linear", "relu6", or "undecided" when the gap is not > 2 × spread."""
+    from ..mobilenet_ablations import bottleneck_labels, winner
+
+    labels = bottleneck_labels()
+    w = winner(summary, labels["relu6"], labels["linear"])
+    return "undecided" if w is None else "linear" if w == labels["linear"] else "relu6"
+
+
+def _made_up(linear, relu6, std, seeds):
+    from ..mobilenet_ablations import bottleneck_labels
+
+    labels = bottleneck_labels()
+    return [dict(label=labels["linear"], test_acc=linear, test_acc_std=std, seeds=seeds),
+            dict(label=labels["relu6"], test_acc=relu6, test_acc_std=std, seeds=seeds)]
+
+
+# (linear, relu6, std, seeds): each verdict, a gap inside twice the spread, a big gap from one seed.
+VERDICT_CASES = ((0.70, 0.60, 0.01, 3), (0.70, 0.75, 0.01, 3), (0.70, 0.68, 0.02, 3), (0.80, 0.50, float("nan"), 1))
+
+
+def _verdict_hint(case) -> str:
+    linear, relu6, std, seeds = case
+    if seeds < 2:
+        return " — with one seed there is no spread, so no gap can be called a difference"
+    return f" — the gap {100 * abs(linear - relu6):.1f} points is not more than twice the spread ({100 * std:.1f})"
+
+
+@exercise("2.5", "Linear or ReLU6 bottleneck: the prediction against the measurement", points=1)
+def _check_bottleneck_verdict(bottleneck_verdict, summary=None, prediction=None, reference=None):
+    if prediction is not None and prediction not in VERDICTS:
+        raise ExerciseFailed(f"prediction must be one of {VERDICTS}, got {prediction!r}")
+    for case in VERDICT_CASES:
+        rows = _made_up(*case)
+        want, got = reference_bottleneck_verdict(rows), bottleneck_verdict(rows)
+        if got != want:
+            linear, relu6, std, seeds = case
+            hint = _verdict_hint(case) if want == "undecided" else ""
+            raise ExerciseFailed(f"made-up run: linear {100 * linear:.0f} %, ReLU6 {100 * relu6:.0f} % (std "
+                                 f"{100 * std:.1f}, {seeds} seed{'s' if seeds > 1 else ''}): expected {want!r}, "
+                                 f"got {got!r}{hint}")
+    measured = []
+    for rows, who in ((summary, "your run"), (reference, "the reference run")):
+        if rows:
+            want, got = reference_bottleneck_verdict(rows), bottleneck_verdict(rows)
+            if got != want:
+                raise ExerciseFailed(f"on {who}: the rule gives {want!r}, your function says {got!r}")
+            measured.append((who, want))
+    if not measured:
+        return f"{len(VERDICT_CASES)} made-up runs match"
+    said = "" if prediction is None else (
+        f"; you predicted {prediction!r}: "
+        + (f"{measured[-1][0]} agrees" if prediction == measured[-1][1]
+           else f"{measured[-1][0]} says {measured[-1][1]!r}"))
+    return (f"{len(VERDICT_CASES)} made-up runs match; the measured verdict, "
+            f"{', '.join(f'{who}: {v}' for who, v in measured)}{said}")

@@ -18,6 +18,8 @@ from ..validate import check_int
 from ..viz import WidgetHandle, live_output, show_figure
 from ..measure import conv_cost, count_flops, flops_by_module, latency
 from ..models import MobileNetV1
+from ..ablations import ABLATIONS
+from ..mobilenet_ablations import CH01, PAPER_MULTIPLIERS, nearest_trained, reference_summaries, trained_points
 
 __all__ = [
     "PAPER_TABLE2",
@@ -53,16 +55,6 @@ PAPER_TABLE3 = [  # Table 3: one 14×14×512 layer, cumulative; (Million Mult-Ad
     ("α = 0.75", 29.6, 0.15),
     ("ρ = 0.714", 15.1, 0.15),
 ]
-PAPER_MULTIPLIERS = {  # Tables 6–7 (and 9's 0.50-160): (α, input) -> (Top-1 %, Million Mult-Adds, Million Params)
-    (1.0, 224): (70.6, 569, 4.2),
-    (0.75, 224): (68.4, 325, 2.6),
-    (0.5, 224): (63.7, 149, 1.3),
-    (0.25, 224): (50.6, 41, 0.5),
-    (1.0, 192): (69.1, 418, 4.2),
-    (1.0, 160): (67.2, 290, 4.2),
-    (1.0, 128): (64.4, 186, 4.2),
-    (0.5, 160): (60.2, 76, 1.32),
-}
 ALPHAS = (0.25, 0.5, 0.75, 1.0)
 RESOLUTIONS = (128, 160, 192, 224)
 
@@ -308,16 +300,42 @@ def cost_widget(kernel: int = 3, in_channels: int = 256, out_channels: int = 256
     return WidgetHandle(box, controls, state)
 
 
+def _trained_line(alpha: float, rho: float, points: list[dict], reference_missing: bool) -> tuple[str, dict | None]:
+    """What the widget can say about accuracy at (α, ρ): the nearest trained network's, or that none is known."""
+    near = nearest_trained(alpha, rho, points)
+    if near is None:
+        why = (" and no reference run is recorded" if reference_missing else "")
+        widths = ", ".join(f"{v.width_mult:g}" for v in ABLATIONS["ch01_width"].variants)
+        smaller = [v for v in ABLATIONS["ch01_resolution"].variants if v.imgsz]
+        sizes, alpha_r = sorted({v.imgsz for v in smaller}), "/".join(sorted({f"{v.width_mult:g}" for v in smaller}))
+        return (f"Glyphs-10 test accuracy is only known at the trained points (α = {widths} at the recipe's input; "
+                f"α = {alpha_r} also at {', '.join(f'{s} px' for s in sizes)}): none is trained yet{why}; see Section 6."), None
+    spread = near.get("test_acc_std")
+    pm = f" ± {100 * spread:.1f}" if spread is not None and spread == spread else ""
+    where = ("this point" if near["exact"] else
+             f"the nearest trained point, α = {near['alpha']:g} at ρ = {near['rho']:.2f} ({near['imgsz']} px on Glyphs-10)")
+    return (f"Glyphs-10 test accuracy at {where}: {100 * near['test_acc']:.1f}{pm} % ({near['source']}, "
+            f"{near['seeds']} seed{'s' if near['seeds'] > 1 else ''}); known only at trained points, not in between."), near
+
+
 def multiplier_widget(alpha: float = 1.0, resolution: int = 224, measure: bool = True,
-                      min_run_time: float | None = None) -> WidgetHandle:
+                      min_run_time: float | None = None, trained: dict | None = None,
+                      reference="auto") -> WidgetHandle:
     """Pick α and the input size: our MobileNet's params, mult-adds and latency beside Tables 6–7.
 
     Latency is ``course.measure.latency`` at batch 1 with a short run time (so the widget
-    stays responsive); it is noisier than the chapter's main measurement.
+    stays responsive); it is noisier than the chapter's main measurement. Accuracy: the
+    Glyphs-10 test accuracy of the nearest trained variant, from ``trained`` (the learner's
+    summaries by ablation name, ``course.mobilenet_ablations.run_chapter``), else from the
+    reference run (``reference``: "auto" reads results/, or summaries by name, or None), else
+    a plain statement that accuracy is only known where a network was trained. ρ of a trained
+    network is its input size over the recipe's, the widget's ρ its input over 224.
     """
     import ipywidgets as W
 
     _check_multipliers(alpha, resolution)
+    refs = reference_summaries(CH01) if reference == "auto" else (reference or {})
+    points = trained_points(trained) or trained_points(refs, source="reference run")
     min_run_time = min_run_time if min_run_time is not None else pick(0.3, 0.05)
     controls = {
         "alpha": W.Dropdown(options=list(ALPHAS), value=alpha, description="α (width)"),
@@ -335,7 +353,10 @@ def multiplier_widget(alpha: float = 1.0, resolution: int = 224, measure: bool =
         print(f"{'':22s}{'ours':>10s}{'paper':>10s}")
         print(f"{'million mult-adds':22s}{c['mult_adds_M']:10.1f}{paper('mult_adds_M', 'g'):>10s}")
         print(f"{'million params':22s}{c['params_M']:10.3f}{paper('params_M', 'g'):>10s}")
-        print(f"{'ImageNet top-1 %':22s}{'(untrained)':>10s}{paper('top1', 'g'):>10s}")
+        print(f"{'ImageNet top-1 %':22s}{'—':>10s}{paper('top1', 'g'):>10s}")
+        line, near = _trained_line(alpha, c["rho"], points, not any(refs.values()))
+        state["trained"] = near
+        print(line)
         print(f"α² = {alpha ** 2:.3f}, ρ² = {c['rho'] ** 2:.3f}: cost ≈ α²ρ² × 568.8M = "
               f"{alpha ** 2 * c['rho'] ** 2 * multiplier_cost(1.0, 224)['mult_adds_M']:.1f}M")
         if measure:
