@@ -170,6 +170,17 @@ def _rows(summary, name):
     return [(r, ablation.variant(r["label"])) for r in summary or [] if r["label"] in ablation.labels()]
 
 
+def _alphas(name: str) -> str:
+    """The width multipliers an ablation trains, as the chapter writes them ('0.25', '0.25/0.5')."""
+    return "/".join(f"{a:g}" for a in sorted({v.width_mult for v in ABLATIONS[name].variants}))
+
+
+def _baseline_words(name: str) -> str:
+    """An ablation's baseline as the tables name it: its width, and its input size where not the recipe's."""
+    v = ABLATIONS[name].variant(ABLATIONS[name].baseline)
+    return f"α = {v.width_mult:g}" + (f" at {v.imgsz} px" if v.imgsz else "")
+
+
 def _base_imgsz(runs: dict) -> int:
     """The input size the width sweep trained at: ρ = 1 on our data."""
     return max(r["imgsz"] for r in runs["ch01_width"])
@@ -220,7 +231,7 @@ def _by_label(rows) -> dict:
 
 
 _SERIES = (("ch01_width", "α sweep", "o-", lambda v, r: v.width_mult),
-           ("ch01_resolution", "ρ sweep (α = 0.5)", "s-", lambda v, r: r["imgsz"]),
+           ("ch01_resolution", f"ρ sweep (α = {_alphas('ch01_resolution')})", "s-", lambda v, r: r["imgsz"]),
            ("ch01_separable", "separable → full conv", "^:", lambda v, r: len(v.surgery)))
 
 
@@ -269,7 +280,7 @@ def _ref_and_delta(ref_rows, label, base_label):
 
 
 def width_table(runs: dict, refs: dict | None = None) -> list[dict]:
-    """One row per α (widest first): ours, the reference, and the paper's Table 6, each with its drop from α = 1."""
+    """One row per α (widest first): ours and the reference against the ablation's baseline, the paper's Table 6 against α = 1."""
     refs = refs or {}
     name = "ch01_width"
     rows = sorted(_rows(runs[name], name), key=lambda t: -t[1].width_mult)
@@ -291,7 +302,7 @@ WIDTH_COLUMNS = {"alpha": "α", "acc": "ours %", "delta": "Δ", "ref": "referenc
 
 
 def resolution_table(runs: dict, refs: dict | None = None) -> list[dict]:
-    """Ours (α = 0.5, largest input first) beside the paper's Table 7 (α = 1), row by row in ρ order; each ρ is its own."""
+    """Ours (``ch01_resolution``'s α, largest input first) beside the paper's Table 7 (α = 1), row by row in ρ order; each ρ is its own."""
     refs = refs or {}
     name = "ch01_resolution"
     base_size = _base_imgsz(runs)
@@ -435,15 +446,16 @@ _FORMATS = dict(acc="{:.1f}", delta="{:+.1f}", ref_delta="{:+.1f}", paper_delta=
 def v1_tables(runs: dict, refs: dict | None = None) -> str:
     """Chapter 01's three comparisons as text, ours beside the reference and the paper's Tables 6, 7 and 4.
 
-    Δ is points of accuracy against the ablation's baseline (α = 1; the recipe's input size; the
-    paper's 1.0 MobileNet-224). Ours are Glyphs-10 test accuracy, the paper's ImageNet top-1.
+    Δ is points of accuracy against each ablation's baseline (``ABLATIONS[name].baseline``; the
+    paper's 1.0 MobileNet-224 for its columns). Ours are Glyphs-10 test accuracy, the paper's ImageNet top-1.
     """
     from .tables import text_table
 
     return "\n\n".join((
-        text_table(width_table(runs, refs), WIDTH_COLUMNS, _FORMATS, title="Width multiplier α (paper: Table 6)"),
+        text_table(width_table(runs, refs), WIDTH_COLUMNS, _FORMATS,
+                   title=f"Width multiplier α (Δ against {_baseline_words('ch01_width')}; paper: Table 6, against α = 1)"),
         text_table(resolution_table(runs, refs), RESOLUTION_COLUMNS, _FORMATS,
-                   title="Resolution multiplier ρ (ours at α = 0.5; paper: Table 7, α = 1)"),
+                   title=f"Resolution multiplier ρ (ours at α = {_alphas('ch01_resolution')}; paper: Table 7, α = 1)"),
         text_table(separable_table(runs, refs), SEPARABLE_COLUMNS, _FORMATS,
                    title="Depthwise separable vs full convolutions (paper: Table 4)")))
 
