@@ -200,7 +200,18 @@ from course.ablations import ABLATIONS  # noqa: E402
 from course.exercises.ch01 import reference_best_width  # noqa: E402
 
 
-def _fake_runs(acc_of, base_px=48, seeds=1, std=float("nan")):
+from course.classify import RECIPES, recipe  # noqa: E402
+
+BASE_PX = recipe()["imgsz"]
+"""The recipe's input size: ρ = 1 for the trained networks."""
+
+
+def _variants(*names):
+    """Each distinct network of ``names`` (by key), in the order the ablations list them."""
+    return list({v.key: v for n in names for v in ABLATIONS[n].variants}.values())
+
+
+def _fake_runs(acc_of, base_px=BASE_PX, seeds=1, std=float("nan")):
     """Summaries for chapter 01's ablations: accuracy from ``acc_of(variant)``, made-up costs that grow with α and px."""
     runs = {}
     for name in abl.CH01:
@@ -209,80 +220,168 @@ def _fake_runs(acc_of, base_px=48, seeds=1, std=float("nan")):
             px = v.imgsz or base_px
             k = 8.0 if v.surgery else 1.0
             rows.append(dict(label=v.label, key=v.key, seeds=seeds, test_acc=acc_of(v), test_acc_std=std,
-                             params=int(1e6 * v.width_mult ** 2 * k), macs=1e6 * v.width_mult ** 2 * px ** 2 / 48 ** 2 * k,
-                             imgsz=px, wall_time_s=1.0, latency_ms=2.0 * v.width_mult * k * px / 48, latency_threads=1))
+                             params=int(1e6 * v.width_mult ** 2 * k),
+                             macs=1e6 * v.width_mult ** 2 * px ** 2 / base_px ** 2 * k,
+                             imgsz=px, wall_time_s=1.0, latency_ms=2.0 * v.width_mult * k * px / base_px,
+                             latency_threads=1))
         runs[name] = rows
     return runs
 
 
 def _acc(v):
-    return 0.3 + 0.5 * v.width_mult + 0.002 * ((v.imgsz or 48) - 48) + (0.05 if v.surgery else 0.0)
+    return 0.3 + 0.5 * v.width_mult + 0.002 * ((v.imgsz or BASE_PX) - BASE_PX) + (0.05 if v.surgery else 0.0)
+
+
+def _baseline(name):
+    return ABLATIONS[name].variant(ABLATIONS[name].baseline)
+
+
+def test_recipe_trains_every_mode_at_one_size_so_the_sets_share_networks():
+    assert len({r["imgsz"] for r in RECIPES.values()}) == 1
+    shared = _baseline("ch01_separable").key
+    assert all(shared in {v.key for v in ABLATIONS[n].variants} for n in abl.CH01)
+    assert len(_variants(*abl.CH01)) < sum(len(ABLATIONS[n].variants) for n in abl.CH01)
 
 
 def test_trained_points_and_nearest():
     points = abl.trained_points(_fake_runs(_acc))
-    assert len(points) == 6  # 4 widths + 2 smaller inputs; the shared α = 0.5 once; full conv is another network
-    exact = abl.nearest_trained(0.75, 1.0, points)
-    assert exact["exact"] and exact["alpha"] == 0.75 and exact["test_acc"] == pytest.approx(_acc(ABLATIONS["ch01_width"].variants[2]))
-    near = abl.nearest_trained(0.5, 0.7, points)
-    assert not near["exact"] and near["alpha"] == 0.5 and near["imgsz"] == 32 and near["rho"] == pytest.approx(32 / 48)
+    sweeps = ("ch01_width", "ch01_resolution")
+    plain = [v for v in _variants(*sweeps) if not v.surgery]
+    assert len(points) == len(plain) < sum(len(ABLATIONS[n].variants) for n in sweeps)  # a shared network once
+    assert sorted(p["label"] for p in points) == sorted(v.label for v in plain)
+    for p in points:
+        assert p["rho"] == pytest.approx(p["imgsz"] / BASE_PX) and p["imgsz"] <= BASE_PX
+
+    widest = max(ABLATIONS["ch01_width"].variants, key=lambda v: v.width_mult)
+    exact = abl.nearest_trained(widest.width_mult, 1.0, points)
+    assert exact["exact"] and exact["alpha"] == widest.width_mult and exact["test_acc"] == pytest.approx(_acc(widest))
+    smallest = min((v for v in plain if v.imgsz), key=lambda v: v.imgsz)
+    at_small = abl.nearest_trained(smallest.width_mult, smallest.imgsz / BASE_PX, points)
+    assert at_small["exact"] and at_small["imgsz"] == smallest.imgsz
+
+    # Nudged by less than half the smallest gap between two trained points: that point, not exact.
+    gap = min(math.dist((p["alpha"], p["rho"]), (q["alpha"], q["rho"])) for p in points for q in points if p is not q)
+    near = abl.nearest_trained(smallest.width_mult + 0.3 * gap, smallest.imgsz / BASE_PX + 0.1 * gap, points)
+    assert not near["exact"] and near["alpha"] == smallest.width_mult and near["imgsz"] == smallest.imgsz
+    assert near["test_acc"] == pytest.approx(_acc(smallest))
     assert abl.nearest_trained(0.5, 1.0, []) is None and abl.trained_points(None) == []
 
 
 def test_multiplier_widget_shows_nearest_trained_accuracy_or_says_none(capsys):
     h = ch01.multiplier_widget(alpha=0.5, resolution=160, measure=False, reference=None)
     assert h.state()["trained"] is None
-    assert "only known at the trained points" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "only known at the trained points" in out
+    assert all(f"{v.width_mult:g}" in out for v in ABLATIONS["ch01_width"].variants)
+    assert all(f"{v.imgsz} px" in out for v in ABLATIONS["ch01_resolution"].variants if v.imgsz)
+
     runs = _fake_runs(_acc)
+    points = abl.trained_points(runs)
+    assert not any(math.isclose(p["rho"], 160 / 224, abs_tol=1e-3) for p in points)  # so 160 px is never exact
     h = ch01.multiplier_widget(alpha=0.5, resolution=160, measure=False, trained=runs)
     t = h.state()["trained"]
-    assert t["source"] == "your run" and t["alpha"] == 0.5 and t["imgsz"] == 32 and not t["exact"]
+    want = abl.nearest_trained(0.5, 160 / 224, points)
+    assert t["source"] == "your run" and not t["exact"] and (t["alpha"], t["imgsz"]) == (want["alpha"], want["imgsz"])
     out = capsys.readouterr().out
-    assert f"{100 * t['test_acc']:.1f} %" in out and "nearest trained point" in out
-    h.controls["alpha"].value = 1.0
+    assert f"{100 * t['test_acc']:.1f} %" in out and "nearest trained point" in out and f"{t['imgsz']} px" in out
+
+    widest = max(v.width_mult for v in ABLATIONS["ch01_width"].variants)
+    assert widest in ch01.ALPHAS
+    h.controls["alpha"].value = widest
     h.controls["resolution"].value = 224
-    assert h.state()["trained"]["exact"] and h.state()["trained"]["alpha"] == 1.0
+    assert h.state()["trained"]["exact"] and h.state()["trained"]["alpha"] == widest
+    assert "at this point" in capsys.readouterr().out
     ref = _fake_runs(lambda v: 0.5, seeds=3, std=0.01)
     h = ch01.multiplier_widget(alpha=0.25, resolution=224, measure=False, reference=ref)
     assert h.state()["trained"]["source"] == "reference run" and "± 1.0" in capsys.readouterr().out
 
 
+def _ref_acc(v):
+    return 0.6 + 0.1 * v.width_mult
+
+
 def test_tables_put_ours_beside_the_papers():
-    runs, ref = _fake_runs(_acc), _fake_runs(lambda v: 0.6 + 0.1 * v.width_mult, seeds=3, std=0.02)
+    runs, ref = _fake_runs(_acc), _fake_runs(_ref_acc, seeds=3, std=0.02)
     width = abl.width_table(runs, ref)
-    assert [r["alpha"] for r in width] == [1.0, 0.75, 0.5, 0.25]
-    assert width[-1]["delta"] == pytest.approx(-0.5 * 0.75 * 100) and width[-1]["paper_delta"] == pytest.approx(50.6 - 70.6)
-    assert width[-1]["ref"] == "62.5 ± 2.0" and width[-1]["ref_delta"] == pytest.approx(-7.5)
+    widths = sorted((v for v in ABLATIONS["ch01_width"].variants), key=lambda v: -v.width_mult)
+    assert [r["alpha"] for r in width] == [v.width_mult for v in widths] and len(width) > 1
+    base = _baseline("ch01_width")
+    for r, v in zip(width, widths):
+        assert r["delta"] == pytest.approx(100 * (_acc(v) - _acc(base)))
+        assert r["ref"] == f"{100 * _ref_acc(v):.1f} ± 2.0"
+        assert r["ref_delta"] == pytest.approx(100 * (_ref_acc(v) - _ref_acc(base)))
+        paper = abl.PAPER_MULTIPLIERS[(v.width_mult, 224)][0]
+        assert r["paper_delta"] == pytest.approx(paper - abl.PAPER_MULTIPLIERS[(1.0, 224)][0])
+    assert width[-1]["delta"] < 0  # the narrowest loses against the baseline in the fake data
+
     res = abl.resolution_table(runs)
-    assert [r.get("imgsz") for r in res][:3] == [48, 40, 32] and res[0]["delta"] == 0
-    assert res[2]["delta"] == pytest.approx(100 * 0.002 * -16) and res[3]["paper_px"] == 128
+    sizes = sorted((v.imgsz or BASE_PX for v in ABLATIONS["ch01_resolution"].variants), reverse=True)
+    assert [r["imgsz"] for r in res if "imgsz" in r] == sizes and res[0]["imgsz"] == BASE_PX
+    assert res[0]["delta"] == 0 and res[0]["rho"] == 1
+    for r in res[:len(sizes)]:
+        assert r["delta"] == pytest.approx(100 * 0.002 * (r["imgsz"] - BASE_PX))
+        assert r["rho"] == pytest.approx(r["imgsz"] / BASE_PX)
+    paper_px = sorted((px for a, px in abl.PAPER_MULTIPLIERS if a == 1.0), reverse=True)
+    assert len(res) == max(len(sizes), len(paper_px)) and [r["paper_px"] for r in res] == paper_px
+
     sep = abl.separable_table(runs)
-    assert [r["paper"] for r in sep] == ["α=1 separable", "α=1 full conv"] and sep[1]["paper_madds_M"] == 4866
+    kinds = ["full conv" if "full_conv" in v.surgery else "separable" for v in ABLATIONS["ch01_separable"].variants]
+    assert [r["paper"] for r in sep] == [f"α=1 {k}" for k in kinds] and set(kinds) == {"full conv", "separable"}
+    assert [r["paper_madds_M"] for r in sep] == [abl.PAPER_TABLE4[k][1] for k in kinds]
     text = abl.v1_tables(runs, ref)
     assert "Table 6" in text and "Table 7" in text and "Table 4" in text
+    res_alpha = {v.width_mult for v in ABLATIONS["ch01_resolution"].variants}
+    assert len(res_alpha) == 1 and f"ours at α = {res_alpha.pop():g}" in text
+    assert f"Δ against α = {base.width_mult:g}" in text
+
+
+def _expected_words(a, b, acc_of, std):
+    """What ``difference`` should say about a − b, computed here from the fake accuracies (percent points)."""
+    d = 100 * (acc_of(a) - acc_of(b))
+    if abs(d) > 2 * 100 * std:
+        return f"{a.label} is {'better' if d > 0 else 'worse'} than {b.label} by {abs(d):.1f} points"
+    return f"{a.label} vs {b.label}: {d:+.1f} points, within twice the seed-to-seed spread ({100 * std:.1f})"
 
 
 def test_findings_are_computed_and_respect_the_spread():
+    widths = sorted(ABLATIONS["ch01_width"].variants, key=lambda v: v.width_mult)
+    res = sorted(ABLATIONS["ch01_resolution"].variants, key=lambda v: v.imgsz or BASE_PX)
+    sep = {bool(v.surgery): v for v in ABLATIONS["ch01_separable"].variants}
+    pairs = [(widths[0], widths[-1]), (res[0], _baseline("ch01_resolution")), (sep[True], sep[False])]
+
     one = abl.v1_findings(_fake_runs(_acc))
-    assert len(one) == 4 and all("no spread measured" in s for s in one[:3])
-    assert "-37.5 points" in one[0] and "0.06× the mult-adds" in one[0]
-    ref = _fake_runs(_acc, seeds=3, std=0.02)
-    both = abl.v1_findings(_fake_runs(_acc), ref)
-    assert len(both) == 7 and "(reference)" in both[1] and "worse than V1 α=1 by 37.5 points" in both[1]
-    assert "-3.2 points, within twice the seed-to-seed spread (2.0)" in both[3]
-    assert "better than" in both[5] and "by 5.0 points" in both[5]
+    assert len(one) == len(pairs) + 1 and all("no spread measured" in s for s in one[:len(pairs)])
+    for s, (a, b) in zip(one, pairs):
+        assert f"{a.label} vs {b.label}: {100 * (_acc(a) - _acc(b)):+.1f} points" in s
+    narrow, wide = pairs[0]
+    assert f"{(narrow.width_mult / wide.width_mult) ** 2:.2f}× the mult-adds" in one[0]
+    assert "Paper (ImageNet)" in one[-1]
+
+    std = 0.02
+    both = abl.v1_findings(_fake_runs(_acc), _fake_runs(_acc, seeds=3, std=std))
+    assert len(both) == 2 * len(pairs) + 1
+    verdicts = both[1:2 * len(pairs):2]
+    assert all("(reference)" in s for s in verdicts)
+    for s, (a, b) in zip(verdicts, pairs):
+        assert _expected_words(a, b, _acc, std) in s
+    # The fake data gives one gap inside twice the spread and others outside it: both wordings are checked.
+    assert any("within twice" in s for s in verdicts) and any("more than twice" in s for s in verdicts)
 
 
 def test_plan_counts_a_shared_network_once_and_estimates_from_the_recipe():
     plan = abl.training_plan(abl.CH01, mode="quick", probe_steps=1)
+    networks = _variants(*abl.CH01)
     keys = [r["key"] for r in plan["runs"]]
-    assert len(keys) == len(set(keys)) == 7
+    assert keys == [v.key for v in networks] and len(keys) < sum(len(ABLATIONS[n].variants) for n in abl.CH01)
     rec = plan["recipe"]
+    assert rec == RECIPES["quick"]
+    assert [r["imgsz"] for r in plan["runs"]] == [v.imgsz or rec["imgsz"] for v in networks]
     assert plan["steps"] == rec["epochs"] * (rec["n_train"] // rec["batch_size"])
-    assert 0 < plan["estimate_s"] <= plan["cap_s"] == 7 * rec["time_budget_s"]
-    assert "7 runs to train" in abl.describe_plan(plan)
-    done = {(ABLATIONS["ch01_width"].variants[0].key, 0): {}}
-    assert len(abl.training_plan(["ch01_width"], done=done, mode="quick", probe_steps=1)["runs"]) == 3
+    assert 0 < plan["estimate_s"] <= plan["cap_s"] == len(networks) * rec["time_budget_s"]
+    assert f"{len(networks)} runs to train" in abl.describe_plan(plan)
+    width = ABLATIONS["ch01_width"].variants
+    done = {(width[0].key, 0): {}}
+    assert len(abl.training_plan(["ch01_width"], done=done, mode="quick", probe_steps=1)["runs"]) == len(width) - 1
     with pytest.raises(ValueError, match="names must be"):
         abl.training_plan(["ch01_depth"])
     with pytest.raises(ValueError, match="probe_steps"):
@@ -297,8 +396,9 @@ def test_run_chapter_trains_and_times_a_shared_network_once(monkeypatch):
         for v in ABLATIONS[name].variants:
             if (v.key, 0) not in done:
                 trained.append(v.key)
-                done[(v.key, 0)] = dict(key=v.key, label=v.label, seed=0, test_acc=0.5, params=1, macs=1, imgsz=32,
-                                        wall_time_s=1.0, device="cpu", threads=1, torch_version="x")
+                done[(v.key, 0)] = dict(key=v.key, label=v.label, seed=0, test_acc=0.5, params=1, macs=1,
+                                        imgsz=v.imgsz or BASE_PX, wall_time_s=1.0, device="cpu", threads=1,
+                                        torch_version="x")
             rows.append({**done[(v.key, 0)], "label": v.label})
         return rows
 
@@ -310,10 +410,11 @@ def test_run_chapter_trains_and_times_a_shared_network_once(monkeypatch):
     monkeypatch.setattr(abl, "measure_latencies", fake_latency)
     done = {}
     runs = abl.run_chapter(abl.CH01, done=done)
-    assert len(trained) == len(set(trained)) == len(timed) == len(set(timed)) == 7
+    n = len(_variants(*abl.CH01))
+    assert len(trained) == len(set(trained)) == len(timed) == len(set(timed)) == n
     shared = ABLATIONS["ch01_separable"].baseline
     lat = {name: {r["label"]: r["latency_ms"] for r in rows} for name, rows in runs.items()}
-    assert lat["ch01_width"][shared] == lat["ch01_separable"][shared] == lat["ch01_resolution"][shared]
+    assert len({lat[name][shared] for name in abl.CH01}) == 1
     assert "seed [0]" in abl.provenance(runs, done)
     with pytest.raises(ValueError, match="done must hold"):
         abl.provenance(runs, {})
@@ -322,11 +423,15 @@ def test_run_chapter_trains_and_times_a_shared_network_once(monkeypatch):
 def test_plot_alpha_rho_labels_each_network_once():
     runs = _fake_runs(_acc)
     fig = abl.plot_alpha_rho(runs, _fake_runs(_acc, seeds=3, std=0.01))
+    networks = _variants(*abl.CH01)
     for ax in fig.axes:
         labels = [t.get_text() for t in ax.texts]
-        assert len(labels) == len(set(labels)) == 7
+        assert len(labels) == len(set(labels)) == len(networks)
+        assert set(labels) == {v.label for v in networks}
     legend = [t.get_text() for t in fig.axes[1].get_legend().get_texts()]
     assert "α sweep" in legend and "α sweep (reference)" in legend
+    res_alpha = "/".join(sorted({f"{v.width_mult:g}" for v in ABLATIONS["ch01_resolution"].variants}))
+    assert f"ρ sweep (α = {res_alpha})" in legend
     matplotlib.pyplot.close(fig)
 
 
