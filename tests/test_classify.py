@@ -69,8 +69,9 @@ def test_input_below_the_total_stride_is_refused_before_training(tiny):
     with pytest.raises(ValueError, match="16x16 is below the network's total stride 32"):
         train_classifier(model, small, tiny[1], epochs=1, progress=False)
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
-    with pytest.raises(ValueError, match="below the network's total stride"):
-        classify.train_recipe("mobilenet_v1", 0.25, mode="quick", imgsz=16)
+    with pytest.raises(ValueError, match="16x16 is below the network's total stride 32"):
+        classify.train_recipe("mobilenet_v1", 0.25, mode="quick", imgsz=16, stem_stride=2)
+    assert classify.total_stride(classify.recipe_model("mobilenet_v1", 0.25)) == 16  # the recipe's stem stride 1
 
 
 @pytest.mark.parametrize("kwargs, match", [
