@@ -25,7 +25,6 @@ from statistics import mean, stdev
 import torch
 
 from course.classify import build_classifier, recipe, recipe_model, train_recipe
-from course.env import pick
 from course.measure import count_flops, latency
 from course.variants import apply_variants, with_stem_stride
 
@@ -304,11 +303,6 @@ def reference_rows(name: str, reference: dict | None = None) -> list[dict] | Non
     if reference is None or name not in reference.get("ablations", {}):
         return None
     return reference["ablations"][name]["summary"]
-
-
-def default_seeds() -> list[int]:
-    """One seed in a chapter (the learner's run); the reference run uses three."""
-    return pick([0], [0])
 
 
 def as_json(rows_by_ablation: dict[str, list[dict]], mode: str, seeds: list[int]) -> dict:

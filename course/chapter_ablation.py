@@ -8,15 +8,14 @@ Thin layer over ``course.ablations``: the only new thing it does is keep a train
 
 from __future__ import annotations
 
-from dataclasses import fields
 from pathlib import Path
 
 import torch
 from torch import nn
 
 from .ablations import ABLATIONS, difference, reference_rows, run_ablation, variant_cost
-from .classify import load_checkpoint, recipe, recipe_model, train_recipe
-from .data.glyphs import GlyphDataset, GlyphStyle
+from .classify import load_checkpoint, recipe, recipe_model, recipe_splits, train_recipe
+from .data.glyphs import GlyphDataset
 
 __all__ = ["ablation", "training_plan", "run_keeping", "load_kept", "verdicts", "reference_note", "glyph_test_split",
            "glyph_test_batch", "cost_rows"]
@@ -98,9 +97,7 @@ def glyph_test_split(mode: str | None = None, n: int | None = None) -> GlyphData
     n = rec["n_test"] if n is None else n
     if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= rec["n_test"]:
         raise ValueError(f"n must be an int in [1, {rec['n_test']}] (the recipe's test split), got {n!r}")
-    allowed = {f.name for f in fields(GlyphStyle)}
-    style = GlyphStyle(**{k: tuple(x) if isinstance(x, list) else x for k, x in rec["style"].items() if k in allowed})
-    return GlyphDataset("test", n, rec["imgsz"], rec["data_seed"], style)
+    return recipe_splits(mode, n_test=n)["test"]
 
 
 def glyph_test_batch(mode: str | None = None, n: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:

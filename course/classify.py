@@ -33,7 +33,7 @@ from course.models import MobileNetV1, MobileNetV2, MobileNetV3, ShuffleNetV1, S
 
 __all__ = ["RECIPES", "CLASSIFIERS", "recipe", "build_classifier", "total_stride", "lr_multiplier",
            "ClassifyResult", "train_classifier", "evaluate", "save_checkpoint", "load_checkpoint",
-           "train_recipe", "recipe_model", "stem_stride_of", "recompute_batchnorm"]
+           "train_recipe", "recipe_model", "recipe_splits", "stem_stride_of", "recompute_batchnorm"]
 
 # The one recipe of the course on Glyphs-10, read by every chapter. Keys are ``train_classifier``
 # arguments, plus the data keys (imgsz, n_train, n_val, n_test, data_seed, and style: GlyphStyle
@@ -387,6 +387,19 @@ def _glyph_splits(imgsz, n_train, n_val, n_test, data_seed, style: dict):
         raise ValueError(f"style has unknown keys {unknown}; allowed: {allowed}")
     frozen = GlyphStyle(**{k: tuple(v) if isinstance(v, list) else v for k, v in style.items()})
     return _cached_splits(imgsz, n_train, n_val, n_test, data_seed, frozen)
+
+
+def recipe_splits(mode: str | None = None, **overrides) -> dict:
+    """The Glyphs-10 train/val/test datasets ``train_recipe`` trains on for ``recipe(mode)`` (drawn once, cached).
+
+    ``overrides`` replace the recipe's data keys (``imgsz``, ``n_test``, ...).
+    """
+    rec = recipe(mode)
+    unknown = sorted(set(overrides) - set(DATA_KEYS))
+    if unknown:
+        raise ValueError(f"unknown data keys {unknown}; allowed: {list(DATA_KEYS)}")
+    rec.update(overrides)
+    return _glyph_splits(*(rec[k] for k in DATA_KEYS))
 
 
 def train_recipe(name: str, width_mult: float = 1.0, mode: str | None = None, seed: int = 0,

@@ -89,10 +89,9 @@ def torch_quantization_status() -> dict:
 
 def glyph_splits(mode: str | None = None) -> dict:
     """The Glyphs-10 train/val/test datasets of ``course.classify.recipe(mode)`` (the ones its trainer uses)."""
-    from course import classify
+    from course.classify import recipe_splits
 
-    rec = classify.recipe(mode)
-    return classify._glyph_splits(*(rec[k] for k in classify.DATA_KEYS))
+    return recipe_splits(mode)
 
 
 def train_variant(name: str, width_mult: float = 1.0, variants: Sequence[str] = (), mode: str | None = None,
