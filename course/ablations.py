@@ -84,9 +84,9 @@ def _v1(alpha: float, imgsz: int | None = None, *surgery: str) -> Variant:
 ABLATIONS: dict[str, Ablation] = {
     "ch01_width": Ablation(
         "01", "How much accuracy does the width multiplier α cost?",
-        tuple(_v1(a) for a in (0.25, 0.5, 0.75)),
+        tuple(_v1(a) for a in (0.25, 0.5, 0.75, 1.0)),
         "Table 6 (ImageNet): α = 1.0 / 0.75 / 0.5 / 0.25 gives 70.6 / 68.4 / 63.7 / 50.6 % top-1 "
-        "at 569 / 325 / 149 / 41 million mult-adds.", "V1 α=0.75"),
+        "at 569 / 325 / 149 / 41 million mult-adds.", "V1 α=1"),
     "ch01_resolution": Ablation(
         "01", "How much accuracy does a smaller input (the resolution multiplier ρ) cost?",
         (_v1(0.25, 16), _v1(0.25, 24), _v1(0.25)),
