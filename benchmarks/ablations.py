@@ -5,11 +5,14 @@ a variant shared by two chapters is trained once. Runs go to ``--jobs`` worker p
 thread each (accuracy does not depend on the split; wall times do, and are recorded with the
 load). Rows are written to the JSON as they finish, so an interrupted run resumes where it
 stopped. After training, each variant's CPU latency is measured at batch 1 with all threads, one
-variant at a time, and the figures of the chapters are drawn beside the JSON.
+variant at a time; the calibration (``course.ablations.calibration``: best below 95 %, the smallest
+network measurably worse, how many comparisons exceed the spread) is recorded and printed, and every
+set's accuracy bars are drawn beside the JSON (same name, .png).
 
     python benchmarks/ablations.py                      # everything, about 80 min on 2 cores
     python benchmarks/ablations.py --only ch03_se_activation --seeds 0 1 2
     python benchmarks/ablations.py --smoke --out /tmp/a.json   # quick mode, seconds (the test runs this)
+    python benchmarks/ablations.py --report             # no training: calibration and figure from the JSON
 """
 
 from __future__ import annotations
@@ -46,6 +49,8 @@ def main(argv=None) -> int:
     parser.add_argument("--checkpoints", default=None,
                         help="folder for the seed-0 weights (default: results/checkpoints, git-ignored; 'none' to skip)")
     parser.add_argument("--smoke", action="store_true", help="quick mode, one seed, two small ablations")
+    parser.add_argument("--report", action="store_true",
+                        help="train nothing: recompute the calibration and the figure of an existing --out JSON")
     args = parser.parse_args(argv)
 
     if args.smoke:
@@ -65,6 +70,13 @@ def main(argv=None) -> int:
         parser.error(f"--jobs must be >= 1, got {args.jobs}")
     out = Path(args.out) if args.out else REFERENCE_PATH
     ckpt_dir = None if args.checkpoints == "none" else str(args.checkpoints or CHECKPOINT_DIR)
+    if args.report:
+        if not out.is_file():
+            parser.error(f"--report: no results file at {out}; run without --report first")
+        payload = json.loads(out.read_text())
+        report(payload, out)
+        out.write_text(json.dumps(payload, indent=1))
+        return 0
     out.parent.mkdir(parents=True, exist_ok=True)
 
     done: dict[tuple[str, int], dict] = {}
@@ -110,15 +122,46 @@ def main(argv=None) -> int:
         summary = summarize(payload["ablations"][n]["rows"])
         payload["ablations"][n]["summary"] = measure_latencies(summary, n, mode)
     payload["total_wall_s"] = time.perf_counter() - start
+    report(payload, out)
     out.write_text(json.dumps(payload, indent=1))
+    return 0
+
+
+def report(payload: dict, out: Path) -> None:
+    """Add the calibration to ``payload``, print every set's table and the verdicts, draw ``out``.png."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from course.ablation_plots import plot_ablation
+    from course.ablations import ABLATIONS, calibration
     from course.tables import text_table
 
-    for n in names:
+    sets = payload["ablations"]
+    for n, a in sets.items():
         print(f"\n{n}: {ABLATIONS[n].question}")
-        print(text_table(payload["ablations"][n]["summary"],
-                         ["label", "test_acc", "test_acc_std", "seeds", "params", "macs", "latency_ms"]))
-    print(f"\nwrote {out}")
-    return 0
+        print(text_table(a["summary"], ["label", "test_acc", "test_acc_std", "seeds", "params", "macs", "latency_ms"]))
+    cal = payload["calibration"] = calibration(sets)
+    print(f"\ncalibration ({payload['mode']} mode, seeds {payload['seeds']}):")
+    print(f"  best: {cal['best']} {100 * cal['best_test_acc']:.1f} % test, "
+          f"{'below' if cal['best_below_ceiling'] else 'NOT below'} {100 * cal['ceiling']:.0f} %")
+    if "smallest_words" in cal:
+        print(f"  smallest: {cal['smallest_words']}")
+    print(f"  comparisons beyond twice the seed-to-seed spread: {cal['comparisons_real']} of {cal['comparisons_total']}")
+    for c in cal["comparisons"]:
+        print(f"    [{c['ablation']}] {c['words']}")
+
+    fig, axes = plt.subplots(len(sets), 1, figsize=(9, 3.2 * len(sets)))
+    for ax, (n, a) in zip(list(getattr(axes, "flat", [axes])), sets.items()):
+        plot_ablation(a["summary"], title=f"{n}: {ABLATIONS[n].question}", ax=ax)
+    m = payload["machine"]
+    fig.suptitle(f"Glyphs-10 test accuracy, mean ± std over seeds {payload['seeds']} ({payload['mode']} mode); "
+                 f"{m['cpu']}, {payload['machine'].get('jobs', 1)} one-thread jobs, torch {m['torch_version']}", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(out.with_suffix(".png"), dpi=100)
+    plt.close(fig)
+    print(f"\nwrote {out} and {out.with_suffix('.png')}")
 
 
 if __name__ == "__main__":

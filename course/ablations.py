@@ -30,7 +30,7 @@ from course.variants import apply_variants, with_stem_stride
 
 __all__ = ["Variant", "Ablation", "ABLATIONS", "REFERENCE_PATH", "build_variant", "variant_cost", "run_variant",
            "run_ablation", "PAPER_POINTS", "summarize", "difference", "load_reference", "reference_rows", "measure_latencies",
-           "checkpoint_name", "CHECKPOINT_DIR"]
+           "checkpoint_name", "CHECKPOINT_DIR", "CEILING", "SMALLEST", "calibration"]
 
 REFERENCE_PATH = Path(__file__).resolve().parents[1] / "results" / "ablations_cpu.json"
 CHECKPOINT_DIR = Path(__file__).resolve().parents[1] / "results" / "checkpoints"
@@ -260,6 +260,39 @@ def difference(summary: list[dict], a: str, b: str) -> dict:
         words = (f"{a} vs {b}: {100 * delta:+.1f} points, within twice the seed-to-seed spread "
                  f"({100 * spread:.1f}): no measurable difference on this data")
     return dict(a=a, b=b, delta=delta, spread=spread, real=real, words=words)
+
+
+CEILING = 0.95
+"""The best network must stay below this test accuracy, or the data cannot rank backbones."""
+SMALLEST = "mobilenet_v1/w0.25"
+"""The key of the course's smallest network, which must be measurably worse than the best."""
+
+
+def calibration(ablations: dict) -> dict:
+    """Whether a run is calibrated: the best below ``CEILING``, ``SMALLEST`` measurably worse, and how
+    many of each chapter's comparisons (every variant against its set's baseline) exceed the spread.
+
+    ``ablations`` is the ``"ablations"`` part of the results file (name -> dict with ``summary``).
+    """
+    if not ablations:
+        raise ValueError("ablations is empty: calibration needs at least one summarised ablation set")
+    rows = {r["key"]: r for a in ablations.values() for r in a["summary"]}
+    best = max(rows.values(), key=lambda r: r["test_acc"])
+    checks = dict(best=best["label"], best_test_acc=best["test_acc"], best_below_ceiling=best["test_acc"] < CEILING,
+                  ceiling=CEILING)
+    if SMALLEST in rows:
+        d = difference([rows[SMALLEST], best], rows[SMALLEST]["label"], best["label"])
+        checks.update(smallest=rows[SMALLEST]["label"], smallest_test_acc=rows[SMALLEST]["test_acc"],
+                      smallest_worse=d["real"] and d["delta"] < 0, smallest_words=d["words"])
+    comparisons = []
+    for name, a in ablations.items():
+        summary, base = a["summary"], ABLATIONS[name].baseline
+        for r in summary:
+            if r["label"] != base and base in {x["label"] for x in summary}:
+                comparisons.append(dict(ablation=name, **difference(summary, r["label"], base)))
+    checks.update(comparisons=comparisons, comparisons_real=sum(c["real"] for c in comparisons),
+                  comparisons_total=len(comparisons))
+    return checks
 
 
 def measure_latencies(summary: list[dict], name: str, mode: str | None = None, threads: int | None = None) -> list[dict]:

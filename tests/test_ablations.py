@@ -220,7 +220,8 @@ def test_benchmark_smoke_run_writes_machine_rows_and_summary_and_resumes(tmp_pat
         for r in abl["summary"]:
             assert r["latency_ms"] > 0 and r["seeds"] == 1 and 0 <= r["test_acc"] <= 1 and r["macs"] > 0
         assert f"{name}: {A.ABLATIONS[name].question}" in done.stdout
-    assert f"wrote {out}" in done.stdout
+    assert f"wrote {out}" in done.stdout and out.with_suffix(".png").stat().st_size > 0
+    assert report["calibration"]["comparisons_total"] >= 1 and "calibration (quick mode" in done.stdout
     assert A.reference_rows(next(iter(report["ablations"])), A.load_reference(out))  # what the chapters read
 
     n_runs = len({r["key"] for abl in report["ablations"].values() for r in abl["rows"]})
@@ -228,6 +229,11 @@ def test_benchmark_smoke_run_writes_machine_rows_and_summary_and_resumes(tmp_pat
     assert again.returncode == 0, again.stderr[-3000:]
     assert f"resuming: {n_runs} runs already in {out}" in again.stdout and "0 training runs to do" in again.stdout
     assert json.loads(out.read_text())["ablations"].keys() == report["ablations"].keys()
+
+    out.with_suffix(".png").unlink()
+    redo = subprocess.run(cmd + ["--report"], env=env, capture_output=True, text=True, timeout=600)
+    assert redo.returncode == 0 and "training runs to do" not in redo.stdout, redo.stderr[-3000:]
+    assert out.with_suffix(".png").is_file() and json.loads(out.read_text())["calibration"] == report["calibration"]
 
 
 def _benchmark(args, tmp_path):
@@ -253,6 +259,34 @@ def test_benchmark_does_not_resume_rows_of_another_recipe(tmp_path):
     done = _benchmark(["--smoke", "--only", "ch01_separable", "--jobs", "1", "--out", str(out)], tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     assert f"{len(abl.variants)} training runs to do" in done.stdout
+
+
+def _set(name, accs):
+    """A summarised ablation set: ``accs`` maps each label of ``ABLATIONS[name]`` to (mean, std)."""
+    return dict(summary=[dict(label=v.label, key=v.key, seeds=3, test_acc=accs[v.label][0], test_acc_std=accs[v.label][1])
+                         for v in A.ABLATIONS[name].variants])
+
+
+def test_calibration_holds_for_a_run_that_ranks_and_fails_for_a_saturated_one():
+    width = A.ABLATIONS["ch01_width"]
+    spaced = {v.label: (0.2 + 0.1 * i, 0.01) for i, v in enumerate(width.variants)}
+    cal = A.calibration({"ch01_width": _set("ch01_width", spaced)})
+    assert cal["best"] == width.baseline and cal["best_below_ceiling"] and cal["smallest_worse"]
+    assert cal["comparisons_total"] == len(width.variants) - 1 == cal["comparisons_real"]
+    assert all(c["b"] == width.baseline for c in cal["comparisons"])
+
+    saturated = {v.label: (0.97 + 0.005 * i, 0.02) for i, v in enumerate(width.variants)}
+    cal = A.calibration({"ch01_width": _set("ch01_width", saturated)})
+    assert not cal["best_below_ceiling"] and not cal["smallest_worse"] and cal["comparisons_real"] == 0
+
+
+def test_calibration_counts_comparisons_of_every_set_and_refuses_an_empty_run():
+    sets = {n: _set(n, {v.label: (0.5, 0.2) for v in A.ABLATIONS[n].variants}) for n in ("ch02_bottleneck", "ch04_shuffle")}
+    cal = A.calibration(sets)
+    assert cal["comparisons_total"] == sum(len(A.ABLATIONS[n].variants) - 1 for n in sets) and cal["comparisons_real"] == 0
+    assert "smallest" not in cal  # MobileNet V1 0.25 was not in these sets
+    with pytest.raises(ValueError, match="ablations is empty"):
+        A.calibration({})
 
 
 # A misspelt ablation name is an error, never a silent None.
