@@ -152,12 +152,12 @@ def report(payload: dict, out: Path) -> None:
     for c in cal["comparisons"]:
         print(f"    [{c['ablation']}] {c['words']}")
 
-    fig, axes = plt.subplots(len(sets), 1, figsize=(9, 3.2 * len(sets)))
-    for ax, (n, a) in zip(list(getattr(axes, "flat", [axes])), sets.items()):
+    fig, axes = plt.subplots(len(sets), 1, figsize=(9, 3.2 * len(sets)), squeeze=False)
+    for ax, (n, a) in zip(axes[:, 0], sets.items()):
         plot_ablation(a["summary"], title=f"{n}: {ABLATIONS[n].question}", ax=ax)
     m = payload["machine"]
     fig.suptitle(f"Glyphs-10 test accuracy, mean ± std over seeds {payload['seeds']} ({payload['mode']} mode); "
-                 f"{m['cpu']}, {payload['machine'].get('jobs', 1)} one-thread jobs, torch {m['torch_version']}", fontsize=9)
+                 f"{m['cpu']}, {m.get('jobs', 1)} one-thread jobs, torch {m['torch_version']}", fontsize=9)
     fig.tight_layout()
     fig.savefig(out.with_suffix(".png"), dpi=100)
     plt.close(fig)

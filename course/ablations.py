@@ -287,9 +287,9 @@ def calibration(ablations: dict) -> dict:
     comparisons = []
     for name, a in ablations.items():
         summary, base = a["summary"], ABLATIONS[name].baseline
-        for r in summary:
-            if r["label"] != base and base in {x["label"] for x in summary}:
-                comparisons.append(dict(ablation=name, **difference(summary, r["label"], base)))
+        labels = [r["label"] for r in summary]
+        if base in labels:
+            comparisons += [dict(ablation=name, **difference(summary, label, base)) for label in labels if label != base]
     checks.update(comparisons=comparisons, comparisons_real=sum(c["real"] for c in comparisons),
                   comparisons_total=len(comparisons))
     return checks

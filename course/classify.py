@@ -47,8 +47,8 @@ __all__ = ["RECIPES", "CLASSIFIERS", "recipe", "build_classifier", "total_stride
 # number of optimizer steps, not the images, limited the networks (batch 64 -> 16 lifted
 # MobileNet V1 0.5 from 0.23 to 0.49 test accuracy), and fresh images beat repeated ones (3,000
 # images x 12 epochs let MobileNet V2 1.0 reach train 0.92 / val 0.43; 9,000 x 4: val 0.57
-# with train 0.61). The budget keeps the best network far from saturation. The reference run (results/ablations_cpu.json) records what
-# this recipe gives, three seeds per network.
+# with train 0.61). The budget keeps the best network far from saturation. The reference run
+# (results/ablations_cpu.json) records what this recipe gives, three seeds per network.
 RECIPES = {
     "full": dict(
         imgsz=32, n_train=9000, n_val=500, n_test=1000, data_seed=0,
