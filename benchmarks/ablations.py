@@ -3,8 +3,9 @@
 Each (variant, seed) is one training run with the course's recipe (``course.classify.RECIPES``);
 a variant shared by two chapters is trained once. Runs go to ``--jobs`` worker processes of one
 thread each (accuracy does not depend on the split; wall times do, and are recorded with the
-load). Rows are written to the JSON as they finish, so an interrupted run resumes where it
-stopped. After training, each variant's CPU latency is measured at batch 1 with all threads, one
+load). Rows are written as they finish to a progress file beside the JSON (``*.partial.json``,
+git-ignored), so an interrupted run resumes where it stopped and the chapters never read a
+half-finished run; the JSON itself is written once, at the end. After training, each variant's CPU latency is measured at batch 1 with all threads, one
 variant at a time; the calibration (``course.ablations.calibration``: best below 95 %, the smallest
 network measurably worse, how many comparisons exceed the spread) is recorded and printed, and every
 set's accuracy bars are drawn beside the JSON (same name, .png).
@@ -78,24 +79,31 @@ def main(argv=None) -> int:
         out.write_text(json.dumps(payload, indent=1))
         return 0
     out.parent.mkdir(parents=True, exist_ok=True)
+    progress = out.with_name(out.stem + ".partial.json")
 
     done: dict[tuple[str, int], dict] = {}
-    if out.is_file():
-        old = json.loads(out.read_text())
+    for earlier in (out, progress):
+        if not earlier.is_file():
+            continue
+        old = json.loads(earlier.read_text())
         if old.get("mode") == mode and old.get("recipe") == recipe(mode):
             for abl in old.get("ablations", {}).values():
                 for row in abl["rows"]:
                     done[(row["key"], row["seed"])] = row
-            print(f"resuming: {len(done)} runs already in {out}")
+            print(f"resuming: {len(done)} runs already in {earlier}")
         else:
-            print(f"not resuming {out}: it was trained in mode {old.get('mode')!r} with another recipe; starting afresh")
+            print(f"not resuming {earlier}: it was trained in mode {old.get('mode')!r} with another recipe")
+
+    # a set finished earlier stays in the results when another is (re)run with --only
+    kept = [n for n in ABLATIONS if n in names
+            or all((v.key, s) in done for v in ABLATIONS[n].variants for s in seeds)]
 
     def write():
         rows = {n: [{**done[(v.key, s)], "label": v.label} for v in ABLATIONS[n].variants for s in seeds
-                    if (v.key, s) in done] for n in names}
+                    if (v.key, s) in done] for n in kept}
         payload = as_json(rows, mode, seeds)
         payload["machine"]["jobs"] = args.jobs
-        out.write_text(json.dumps(payload, indent=1))
+        progress.write_text(json.dumps(payload, indent=1))
         return payload
 
     todo, seen = [], set()
@@ -118,12 +126,13 @@ def main(argv=None) -> int:
 
     payload = write()
     payload["machine_after_training"] = machine_info()
-    for n in names:
+    for n in kept:
         summary = summarize(payload["ablations"][n]["rows"])
         payload["ablations"][n]["summary"] = measure_latencies(summary, n, mode)
     payload["total_wall_s"] = time.perf_counter() - start
     report(payload, out)
     out.write_text(json.dumps(payload, indent=1))
+    progress.unlink(missing_ok=True)
     return 0
 
 

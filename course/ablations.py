@@ -330,12 +330,13 @@ def load_reference(path=None) -> dict | None:
 
 
 def reference_rows(name: str, reference: dict | None = None) -> list[dict] | None:
-    """The reference run's summary rows for ``ABLATIONS[name]`` (None when there is no reference)."""
+    """The reference run's summary rows for ``ABLATIONS[name]`` (None when there is no reference, or the
+    set has no finished run in it)."""
     _check_name(name)
     reference = load_reference() if reference is None else reference
     if reference is None or name not in reference.get("ablations", {}):
         return None
-    return reference["ablations"][name]["summary"]
+    return reference["ablations"][name].get("summary") or None
 
 
 def as_json(rows_by_ablation: dict[str, list[dict]], mode: str, seeds: list[int]) -> dict:

@@ -171,6 +171,8 @@ def test_reference_rows_none_without_the_file_and_rows_with_it(tmp_path, monkeyp
     assert all(r["seeds"] == 2 for r in ref) and ref[1]["test_acc"] == pytest.approx(0.6)
     assert A.reference_rows("ch01_width") is None  # not in this file
     assert A.reference_rows("ch01_separable", A.load_reference(path)) == ref
+    unfinished = A.as_json({"ch01_separable": rows, "ch01_width": []}, "quick", [0, 1])
+    assert A.reference_rows("ch01_width", unfinished) is None  # a set with no finished run reads as absent
     payload = json.loads(path.read_text())
     assert payload["machine"]["torch_version"] == torch.__version__ and payload["mode"] == "quick"
     assert payload["variants"]["ch01_separable"][0]["model"] == "mobilenet_v1"
@@ -221,6 +223,7 @@ def test_benchmark_smoke_run_writes_machine_rows_and_summary_and_resumes(tmp_pat
             assert r["latency_ms"] > 0 and r["seeds"] == 1 and 0 <= r["test_acc"] <= 1 and r["macs"] > 0
         assert f"{name}: {A.ABLATIONS[name].question}" in done.stdout
     assert f"wrote {out}" in done.stdout and out.with_suffix(".png").stat().st_size > 0
+    assert not (tmp_path / "a.partial.json").exists()  # progress lives beside the JSON only while training
     assert report["calibration"]["comparisons_total"] >= 1 and "calibration (quick mode" in done.stdout
     assert A.reference_rows(next(iter(report["ablations"])), A.load_reference(out))  # what the chapters read
 
