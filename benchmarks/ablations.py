@@ -34,11 +34,13 @@ def _train(args):
     import torch
 
     torch.set_num_threads(1)
-    from course.ablations import ABLATIONS, checkpoint_name, run_variant
+    from course.ablations import ABLATIONS, checkpoint_name, machine_info, run_variant
 
     v = ABLATIONS[name].variant(label)
     ckpt = Path(ckpt_dir) / checkpoint_name(v, seed) if ckpt_dir and seed == 0 else None
-    return run_variant(v, seed, mode, threads=1, progress=False, checkpoint=ckpt)
+    row = run_variant(v, seed, mode, threads=1, progress=False, checkpoint=ckpt)
+    m = machine_info()  # per row: a run resumed in another session may finish on another machine
+    return {**row, "cpu": m["cpu"], "load_average_1min": m["load_average_1min"], "date": m["date"]}
 
 
 def main(argv=None) -> int:

@@ -24,6 +24,7 @@ from statistics import mean, stdev
 
 import torch
 
+from course.device import cpu_model
 from course.classify import build_classifier, recipe, recipe_model, train_recipe
 from course.measure import count_flops, latency
 from course.variants import apply_variants, with_stem_stride
@@ -311,7 +312,7 @@ def measure_latencies(summary: list[dict], name: str, mode: str | None = None, t
 def machine_info() -> dict:
     """What produced a run: device, threads, versions, load, date."""
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    return dict(device="cpu", cpu=platform.processor() or platform.machine(), threads=torch.get_num_threads(),
+    return dict(device="cpu", cpu=cpu_model(), threads=torch.get_num_threads(),
                 torch_version=torch.__version__, python=platform.python_version(), load_average_1min=load,
                 date=_dt.datetime.now().isoformat(timespec="seconds"))
 
