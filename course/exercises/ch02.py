@@ -164,7 +164,7 @@ def _verdict_hint(case) -> str:
     return f" — the gap {100 * abs(linear - relu6):.1f} points is not more than twice the spread ({100 * std:.1f})"
 
 
-@exercise("2.5", "Linear or ReLU6 bottleneck: the prediction against the measurement", points=1)
+@exercise("2.4", "Linear or ReLU6 bottleneck: the prediction against the measurement", points=1)
 def _check_bottleneck_verdict(bottleneck_verdict, summary=None, prediction=None, reference=None):
     if prediction is not None and prediction not in VERDICTS:
         raise ExerciseFailed(f"prediction must be one of {VERDICTS}, got {prediction!r}")
