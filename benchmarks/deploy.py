@@ -51,7 +51,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--checkpoint", type=_checkpoint, action="append", default=[], metavar="LABEL=PATH")
     p.add_argument("--detector-checkpoint", type=Path, default=None)
     p.add_argument("--no-compile", action="store_true", help="leave torch.compile out (it takes minutes per model)")
-    p.add_argument("--workdir", type=Path, default=None, help="ONNX files and detector data (default: a temp dir)")
+    p.add_argument("--workdir", type=Path, default=None,
+                   help="ONNX files, detector data and the trained classifiers, kept for a rerun (default: a temp dir)")
     p.add_argument("--smoke", action="store_true", help="quick recipes, 2 rounds, no compile: proves the path")
     return p.parse_args(argv)
 
@@ -94,8 +95,12 @@ def main(argv=None) -> int:
         root = args.workdir or Path(tmp)
         study = run_study(root, mode, runtimes=runtimes, threads=torch.get_num_threads(), rounds=rounds, number=2 if args.smoke else 5,
                           checkpoints=dict(args.checkpoint), detector_checkpoint=args.detector_checkpoint,
-                          progress=not args.smoke)
-    meta = dict(schema=SCHEMA, smoke=args.smoke, recipe=mode, device=cpu_model() or platform.processor() or "cpu",
+                          progress=not args.smoke, keep_dir=args.workdir / "classifiers" if args.workdir else None)
+    from course import classify
+    from course.yolo import train as yolo_train
+
+    meta = dict(schema=SCHEMA, smoke=args.smoke, recipe=mode, classify_recipe=classify.recipe(mode),
+                detector_recipe=yolo_train.recipe(mode), device=cpu_model() or platform.processor() or "cpu",
                 threads=torch.get_num_threads(), torch=str(torch.__version__), onnxruntime=onnxruntime.__version__,
                 python=platform.python_version(), date=datetime.datetime.now().isoformat(timespec="seconds"),
                 load_average=[round(v, 2) for v in load_start], load_average_end=[round(v, 2) for v in os.getloadavg()],

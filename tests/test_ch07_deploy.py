@@ -163,6 +163,21 @@ def test_checkpoints_are_loaded_not_trained(tmp_path):
         S.trained_classifiers("quick", [], checkpoints={"MobileNet V2": path})
 
 
+def test_kept_classifiers_are_trained_once(tmp_path, monkeypatch):
+    first = S.trained_classifiers("quick", ["ShuffleNet V2 x1.0"], keep_dir=tmp_path)["ShuffleNet V2 x1.0"]
+    assert first["source"] == "trained (quick recipe)" and len(list(tmp_path.glob("*.pt"))) == 1
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("a kept classifier was trained again")
+
+    monkeypatch.setattr(S, "train_variant", no_training)
+    again = S.trained_classifiers("quick", ["ShuffleNet V2 x1.0"], keep_dir=tmp_path)["ShuffleNet V2 x1.0"]
+    assert again["test_acc"] == first["test_acc"] and "kept in" in again["source"]
+    torch.testing.assert_close(again["model"].state_dict(), first["model"].state_dict())
+    with pytest.raises(AssertionError, match="trained again"):  # another seed is another model
+        S.trained_classifiers("quick", ["ShuffleNet V2 x1.0"], seed=1, keep_dir=tmp_path)
+
+
 def test_detector_runner_gives_the_models_decoded_output(tmp_path):
     from course.deploy.onnx_export import export_onnx, onnx_session
     from course.yolo import DetectionModel

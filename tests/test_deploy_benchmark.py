@@ -48,6 +48,10 @@ def test_smoke_run_writes_every_row_and_the_machine_it_ran_on(deploy, tmp_path, 
     assert meta["schema"] == deploy.SCHEMA and meta["smoke"] and meta["threads"] == 1
     assert meta["torch"] == torch.__version__ and meta["onnxruntime"] and len(meta["load_average"]) == 3
     assert "compile" not in meta["runtimes"] and "left out" in meta["compile_note"]
+    from course import classify
+    from course.yolo import train as yolo_train
+    as_read = json.loads(json.dumps(dict(classify_recipe=classify.recipe("quick"), detector_recipe=yolo_train.recipe("quick"))))
+    assert {k: meta[k] for k in as_read} == as_read  # what trained the models, not only the mode's name
     models = {r["model"] for r in report["rows"]}
     assert models == set(CLASSIFIERS) | {"YOLOv5n-ShuffleNetV2"}
     assert {(r["runtime"], r["batch"]) for r in report["rows"] if r["model"] == "MobileNet V2"} >= {

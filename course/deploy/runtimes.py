@@ -127,7 +127,9 @@ def compare_runtimes(model: nn.Module, name: str, workdir, input_shape=(3, 224, 
         prepared["eager_bn_folded"] = (lambda x: _torch_fn(folded, x), "fp32", state_dict_size_mb(folded), "")
     if "compile" in runtimes:
         compiled, note = _compile(model, example)
-        prepared["compile"] = ((lambda x: _torch_fn(compiled, x)) if compiled else None, "fp32", eager_size, note)
+        # "is not None": a compiled module's truth value asks the wrapped module for len(), which most lack
+        prepared["compile"] = ((lambda x: _torch_fn(compiled, x)) if compiled is not None else None, "fp32",
+                               eager_size, note)
     onnx_paths = {}
     if {"onnxruntime", "onnxruntime_int8"} & set(runtimes):
         onnx_paths["fp32"] = export_onnx(model, workdir / f"{name}.onnx", example)

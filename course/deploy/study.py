@@ -291,15 +291,24 @@ def reference_row(rows: Sequence[dict], model: str, batch: int) -> dict:
 
 
 def trained_classifiers(mode: str | None = None, labels: Sequence[str] = tuple(CLASSIFIERS), seed: int = 0,
-                        checkpoints: dict | None = None, progress: bool = False) -> dict:
+                        checkpoints: dict | None = None, progress: bool = False, keep_dir=None) -> dict:
     """``{label: ClassifyResult-like dict with "model"}`` for ``CLASSIFIERS`` (and "<label>, <activation>" variants).
 
     A label in ``checkpoints`` is loaded from that ``course.classify.save_checkpoint`` file instead of
     trained. Labels are keys of ``CLASSIFIERS``, or "<key> unbounded" for the ``ACTIVATION_PAIRS`` variant.
+    With ``keep_dir``, each trained model is saved there and found there next time (same mode and
+    seed), so a long run that stops later does not train again.
     """
     from course import classify
 
     checkpoints = dict(checkpoints or {})
+    kept = {}
+    if keep_dir is not None:
+        for label in labels:
+            path = Path(keep_dir) / f"{label.replace(' ', '_')}_{mode or 'default'}_seed{seed}.pt"
+            kept[label] = path
+            if label not in checkpoints and path.is_file():
+                checkpoints[label] = path
     out = {}
     for label in labels:
         base = label.removesuffix(" unbounded")
@@ -312,12 +321,15 @@ def trained_classifiers(mode: str | None = None, labels: Sequence[str] = tuple(C
             model = classify.recipe_model(name, width, None, variants)
             meta = classify.load_checkpoint(checkpoints.pop(label), model)
             out[label] = dict(model=model.eval(), test_acc=meta.get("test_acc"), wall_time_s=meta.get("wall_time_s"),
-                              source="checkpoint")
+                              source=meta.get("source", "checkpoint"))
         else:
             r = train_variant(name, width, variants, mode=mode, seed=seed, progress=progress)
-            out[label] = dict(model=r.model.eval(), test_acc=r.test_acc, wall_time_s=r.wall_time_s,
-                              source=f"trained ({'quick' if mode == 'quick' else mode or 'default'} recipe)",
+            source = f"trained ({'quick' if mode == 'quick' else mode or 'default'} recipe)"
+            out[label] = dict(model=r.model.eval(), test_acc=r.test_acc, wall_time_s=r.wall_time_s, source=source,
                               result=r.as_dict())
+            if label in kept:
+                classify.save_checkpoint(kept[label], r.model, dict(test_acc=r.test_acc, wall_time_s=r.wall_time_s,
+                                                                   source=f"{source}, kept in {kept[label]}"))
     if checkpoints:
         raise ValueError(f"checkpoints given for labels that were not asked for: {sorted(checkpoints)}")
     return out
@@ -371,13 +383,15 @@ def trained_detector(root, mode: str | None = None, checkpoint=None, n_test: int
 
 def run_study(root, mode: str | None = None, runtimes=RUNTIMES, batches=(1, 8), threads: int | None = None,
               rounds: int | None = None, number: int = 5, checkpoints: dict | None = None,
-              detector_checkpoint=None, n_calibration: int | None = None, progress: bool = False) -> dict:
+              detector_checkpoint=None, n_calibration: int | None = None, progress: bool = False,
+              keep_dir=None) -> dict:
     """The whole chapter at one size: train (or load), time, quantize, score. Plain data for JSON.
 
     ``root`` holds the ONNX files, the detector's data and runs. Returns ``rows`` (``DeployRow``
     dicts), ``activation`` (``activation_study``), ``depthwise_spread`` (per model: median and max of
     ``depthwise_range_spread``), ``quantization`` (``torch_quantization_status``) and ``models``
-    (test accuracy, training time, source).
+    (test accuracy, training time, source). ``keep_dir`` keeps the trained classifiers for a rerun
+    (``trained_classifiers``).
     """
     from course import classify
     from course.env import pick
@@ -385,7 +399,7 @@ def run_study(root, mode: str | None = None, runtimes=RUNTIMES, batches=(1, 8), 
     root = Path(root)
     n_calibration = pick(256, 32) if n_calibration is None else n_calibration
     labels = list(CLASSIFIERS) + [f"{k} unbounded" for k in ACTIVATION_PAIRS]
-    models = trained_classifiers(mode, labels, checkpoints=checkpoints, progress=progress)
+    models = trained_classifiers(mode, labels, checkpoints=checkpoints, progress=progress, keep_dir=keep_dir)
     splits = glyph_splits(mode)
     imgsz = classify.recipe(mode)["imgsz"]
     calibration = calibration_batches(splits["train"], n_calibration)
