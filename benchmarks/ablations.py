@@ -4,13 +4,14 @@ Each (variant, seed) is one training run with the course's recipe (``course.clas
 a variant shared by two chapters is trained once. Runs go to ``--jobs`` worker processes of one
 thread each (accuracy does not depend on the split; wall times do, and are recorded with the
 load). Rows are written as they finish to a progress file beside the JSON (``*.partial.json``,
-git-ignored), so an interrupted run resumes where it stopped and the chapters never read a
-half-finished run; the JSON itself is written once, at the end. After training, each variant's CPU latency is measured at batch 1 with all threads, one
-variant at a time; the calibration (``course.ablations.calibration``: best below 95 %, the smallest
-network measurably worse, how many comparisons exceed the spread) is recorded and printed, and every
-set's accuracy bars are drawn beside the JSON (same name, .png).
+kept in git so a later session can resume), so an interrupted run resumes where it stopped and
+the chapters never read a half-finished run; the JSON itself is written once, at the end. After
+training, each variant's CPU latency is measured at batch 1 with all threads, one variant at a
+time; the calibration (``course.ablations.calibration``: best below 95 %, the smallest network
+measurably worse, how many comparisons exceed the spread) is recorded and printed, and every set's
+accuracy bars are drawn beside the JSON (same name, .png).
 
-    python benchmarks/ablations.py                      # everything, about 80 min on 2 cores
+    python benchmarks/ablations.py                      # everything (66 runs; README: how long)
     python benchmarks/ablations.py --only ch03_se_activation --seeds 0 1 2
     python benchmarks/ablations.py --smoke --out /tmp/a.json   # quick mode, seconds (the test runs this)
     python benchmarks/ablations.py --report             # no training: calibration and figure from the JSON

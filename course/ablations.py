@@ -24,8 +24,8 @@ from statistics import mean, stdev
 
 import torch
 
-from course.device import cpu_model
 from course.classify import build_classifier, recipe, recipe_model, train_recipe
+from course.device import cpu_model
 from course.measure import count_flops, latency
 from course.variants import apply_variants, with_stem_stride
 

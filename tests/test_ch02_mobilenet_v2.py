@@ -214,7 +214,7 @@ def _ignores_seeds(summary):
     return "linear" if lin["test_acc"] > relu["test_acc"] else "relu6"
 
 
-def test_exercise_2_5_both_ways(capsys):
+def test_exercise_2_4_both_ways(capsys):
     mine, ref = _bottleneck(0.5, 0.6, 0.5), _bottleneck(0.75, 0.70, 0.7, std=0.01, seeds=3)
     check("2.4", reference_bottleneck_verdict)
     check("2.4", reference_bottleneck_verdict, mine, prediction="relu6", reference=ref)
