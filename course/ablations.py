@@ -185,7 +185,7 @@ def run_variant(v: Variant, seed: int = 0, mode: str | None = None, threads: int
                           surgery=v.surgery, threads=threads, progress=progress, checkpoint=checkpoint,
                           **overrides)
     return dict(key=v.key, label=v.label, seed=seed, test_acc=result.test_acc, best_val_acc=result.best_val_acc,
-                best_epoch=result.best_epoch, history=result.history, wall_time_s=result.wall_time_s,
+                best_epoch=result.best_epoch, lr=result.config["lr"], history=result.history, wall_time_s=result.wall_time_s,
                 train_images_per_s=result.train_images_per_s, stopped_early=result.stopped_early,
                 device=result.device, threads=result.threads, torch_version=result.torch_version,
                 checkpoint=result.checkpoint, **variant_cost(v, mode))

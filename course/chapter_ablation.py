@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from .ablations import ABLATIONS, difference, reference_rows, run_ablation, variant_cost
-from .classify import load_checkpoint, recipe, recipe_model, recipe_splits, train_recipe
+from .classify import load_checkpoint, lr_words, recipe, recipe_model, recipe_splits, train_recipe
 from .data.glyphs import GlyphDataset
 
 __all__ = ["ablation", "training_plan", "run_keeping", "load_kept", "verdicts", "reference_note", "glyph_test_split",
@@ -38,7 +38,7 @@ def training_plan(name: str, mode: str | None = None, seeds=None) -> str:
     lines = [f"{ab.question}",
              f"{runs} training run(s), {len(seeds)} seed(s) each of: " + "; ".join(ab.labels()) + ".",
              f"Each run: {rec['epochs']} epoch(s) over {rec['n_train']:,} Glyphs-10 training images at "
-             f"{rec['imgsz']} px, batch {rec['batch_size']}, {rec['optimizer'].upper()} lr {rec['lr']:g} with warm-up "
+             f"{rec['imgsz']} px, batch {rec['batch_size']}, {rec['optimizer'].upper()} lr {lr_words([v.model for v in ab.variants], mode)} with warm-up "
              f"and cosine decay; the weights of the best epoch on {rec['n_val']:,} validation images are scored "
              f"once on {rec['n_test']:,} test images.",
              f"A run stops before an epoch that would end past {cap:.0f} s, so the set takes at most about "

@@ -19,7 +19,7 @@ from torch import nn
 from .ablations import (ABLATIONS, build_variant, difference, load_reference, measure_latencies, reference_rows,
                         run_ablation, summarize)
 from .ablation_plots import COST_LABELS, plot_ablation
-from .classify import recipe
+from .classify import lr_words, recipe
 
 __all__ = ["PAPER_MULTIPLIERS", "PAPER_TABLE4", "CHANCE", "training_plan", "describe_plan", "run_chapter",
            "reference_summaries", "reference_note", "trained_points", "nearest_trained", "plot_alpha_rho",
@@ -100,7 +100,8 @@ def training_plan(names, done=None, mode: str | None = None, probe_steps: int = 
         step_s = _probe_step_s(build_variant(v), rec["batch_size"], size, probe_steps)
         est = min(rec["time_budget_s"], 1.15 * steps * step_s)
         runs.append(dict(label=v.label, key=v.key, imgsz=size, step_s=step_s, estimate_s=est))
-    return dict(names=names, runs=runs, steps=steps, recipe=rec, threads=torch.get_num_threads(),
+    lr = lr_words([v.model for name in names for v in ABLATIONS[name].variants], mode)
+    return dict(names=names, runs=runs, steps=steps, recipe=rec, lr=lr, threads=torch.get_num_threads(),
                 estimate_s=sum(r["estimate_s"] for r in runs), cap_s=len(runs) * rec["time_budget_s"])
 
 
@@ -114,7 +115,7 @@ def describe_plan(plan: dict) -> str:
     lines = [f"Data: Glyphs-10 (course.data.glyphs, drawn from seed {rec['data_seed']}): "
              f"{rec['n_train']:,} train / {rec['n_val']:,} val / {rec['n_test']:,} test images at {rec['imgsz']} px.",
              f"Recipe: {rec['epochs']} epochs × {plan['steps'] // rec['epochs']} steps of {rec['batch_size']} images, "
-             f"{rec['optimizer']} lr {rec['lr']}, label smoothing {rec['label_smoothing']}; best-on-val weights "
+             f"{rec['optimizer']} lr {plan['lr']}, label smoothing {rec['label_smoothing']}; best-on-val weights "
              f"scored once on test.",
              f"{len(plan['runs'])} runs to train ({', '.join(r['label'] for r in plan['runs']) or 'none: all done'}).",
              f"Estimated time on this CPU ({plan['threads']} threads, from a probe of one training step each): "

@@ -200,7 +200,7 @@ from course.ablations import ABLATIONS  # noqa: E402
 from course.exercises.ch01 import reference_best_width  # noqa: E402
 
 
-from course.classify import RECIPES, recipe  # noqa: E402
+from course.classify import RECIPES, recipe, recipe_lr  # noqa: E402
 
 BASE_PX = recipe()["imgsz"]
 """The recipe's input size: ρ = 1 for the trained networks."""
@@ -379,6 +379,7 @@ def test_plan_counts_a_shared_network_once_and_estimates_from_the_recipe():
     assert plan["steps"] == rec["epochs"] * (rec["n_train"] // rec["batch_size"])
     assert 0 < plan["estimate_s"] <= plan["cap_s"] == len(networks) * rec["time_budget_s"]
     assert f"{len(networks)} runs to train" in abl.describe_plan(plan)
+    assert plan["lr"] == f"{recipe_lr('mobilenet_v1', 'quick'):g}" and f"lr {plan['lr']}," in abl.describe_plan(plan)
     width = ABLATIONS["ch01_width"].variants
     done = {(width[0].key, 0): {}}
     assert len(abl.training_plan(["ch01_width"], done=done, mode="quick", probe_steps=1)["runs"]) == len(width) - 1

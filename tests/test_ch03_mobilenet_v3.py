@@ -344,7 +344,7 @@ def test_exercise_34():
 
 from course import chapter_ablation, se_ablation  # noqa: E402
 from course.ablations import ABLATIONS  # noqa: E402
-from course.classify import recipe, recipe_model  # noqa: E402
+from course.classify import recipe, recipe_lr, recipe_model  # noqa: E402
 
 
 def _class_gates(seed=0):
@@ -451,6 +451,7 @@ def test_training_plan_reads_the_recipe():
     rec = recipe("quick")
     assert all(label in text for label in ABLATIONS[se_ablation.NAME].labels())
     assert f"{rec['n_train']:,} Glyphs-10" in text and f"{rec['time_budget_s']:.0f} s" in text
+    assert f"lr {recipe_lr('mobilenet_v3_small', 'quick'):g} with" in text  # the family's rate, not the default
     with pytest.raises(ValueError, match="name must be one of"):
         chapter_ablation.training_plan("ch99")
 

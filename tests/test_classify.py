@@ -104,6 +104,36 @@ def test_recipe_modes_and_unknown_keys():
         assert set(classify.DATA_KEYS) <= set(rec)
 
 
+class _Stop(Exception):
+    pass
+
+
+def test_each_network_gets_its_recipe_learning_rate_unless_lr_is_given(monkeypatch):
+    seen = {}
+
+    def capture(model, *splits, **kwargs):
+        seen.clear()
+        seen.update(kwargs)
+        raise _Stop
+
+    monkeypatch.setitem(RECIPES["quick"], "lr_by_model", {"mobilenet_v1": 7e-4})
+    monkeypatch.setattr(classify, "train_classifier", capture)
+    base = RECIPES["quick"]["lr"]
+    for name, overrides, want in (("mobilenet_v1", {}, 7e-4), ("shufflenet_v2", {}, base),
+                                  ("mobilenet_v1", {"lr": 1e-3}, 1e-3)):
+        with pytest.raises(_Stop):
+            classify.train_recipe(name, 0.5, mode="quick", **overrides)
+        assert seen["lr"] == want and "lr_by_model" not in seen
+    assert classify.recipe_lr("mobilenet_v1", "quick") == 7e-4 and classify.recipe_lr("shufflenet_v2", "quick") == base
+    assert classify.lr_words(["shufflenet_v2", "mobilenet_v2"], "quick") == f"{base:g}"
+    assert classify.lr_words(["mobilenet_v1", "shufflenet_v2", "mobilenet_v1"], "quick") == \
+        f"0.0007 (mobilenet_v1), {base:g} (shufflenet_v2)"
+    with pytest.raises(ValueError, match="lr_by_model must be a dict from names in"):
+        classify.train_recipe("mobilenet_v1", mode="quick", lr_by_model={"resnet18": 1e-3})
+    with pytest.raises(ValueError, match="name must be one of"):
+        classify.recipe_lr("resnet18")
+
+
 def test_learning_rate_warms_up_linearly_then_decays_by_a_cosine():
     total, warm = 100, 10
     lrs = [lr_multiplier(s, total, warm) for s in range(total)]
