@@ -32,7 +32,7 @@ from course.yolo import compare as C
 from course.yolo.benchmark import DETECTORS, SCHEMA, best_epoch, measure_detector, reference_entries, \
     reference_figure, summarize_runs
 from course.yolo.data import make_shapes
-from course.yolo.train import RECIPES, RUN_KEYS, recipe, shapes_kwargs, train, train_kwargs
+from course.yolo.train import RECIPES, RUN_KEYS, recipe, shapes_kwargs, train, train_kwargs, with_time_budget
 from course.yolo.val import load_model
 
 REPO = Path(__file__).resolve().parents[1]
@@ -42,23 +42,6 @@ SHIPPED = DETECTORS | {"YOLOv5s": "yolov5s.yaml", "v5Lite-e": "v5Lite-e.yaml",
                        "YOLOv5-MBv3S": "yolov5-mbv3s.yaml", "YOLOv5-MBv3L": "yolov5-mbv3l.yaml"}
 TARGET = (0.60, 0.85)  # test mAP@0.5 of the best detector: hard enough to rank, not so hard nothing learns
 SMOKE = dict(n_train=8, n_val=4, n_test=4, epochs=1, batch_size=4, nbs=4, time_budget_s=60)
-
-
-def budget_callback(budget_s: float, log=None):
-    """Stop when one more epoch (as long as the last) would pass ``budget_s``; print one line per epoch."""
-    import time
-
-    start, last = time.perf_counter(), [time.perf_counter()]
-
-    def on_epoch_end(epoch, row):
-        now = time.perf_counter()
-        elapsed, epoch_s, last[0] = now - start, now - last[0], now
-        if log:
-            print(f"[{log}] epoch {epoch + 1} {elapsed:.0f}s P {row['precision']:.3f} R {row['recall']:.3f} "
-                  f"val mAP50 {row['map50']:.3f} mAP {row['map']:.3f} load {os.getloadavg()[0]:.1f}", flush=True)
-        return elapsed + epoch_s > budget_s
-
-    return {"on_epoch_end": on_epoch_end}
 
 
 def make_data(rec: dict, root: Path = REPO / "data" / "shapes_bench") -> Path:
@@ -71,7 +54,7 @@ def run_one(name: str, cfg: str, rec: dict, data: Path, project: Path, seed: int
     """Train one detector with one seed; the run's record (val curve, best epoch, test scores, time, load)."""
     load_start = os.getloadavg()
     result = train(cfg, data, device=device, project=project, name=f"{Path(cfg).stem}-seed{seed}", seed=seed,
-                   progress=False, callbacks=budget_callback(rec["time_budget_s"], log=f"{name} seed {seed}"),
+                   progress=False, callbacks=with_time_budget(rec["time_budget_s"], log=f"{name} seed {seed}"),
                    **train_kwargs(rec))
     best = best_epoch(result)
     return dict(

@@ -21,7 +21,8 @@ from torch import nn
 from course.yolo.data import YoloDataset, create_dataloader, make_shapes
 from course.yolo.ema import ModelEMA, auto_tau
 from course.yolo.model import DetectionModel, load_cfg
-from course.yolo.train import (RECIPES, RUN_KEYS, _merge_hyp, build_optimizer, fitness, lr_factor, recipe, train)
+from course.yolo.train import (RECIPES, RUN_KEYS, _merge_hyp, build_optimizer, fitness, lr_factor, recipe, train,
+                              with_time_budget)
 from course.yolo.val import evaluate, load_model, predict, targets_to_pixels
 
 REPO = Path(__file__).resolve().parents[1]
@@ -525,3 +526,36 @@ def test_bad_freeze_and_workers_raise_before_training(tiny_data, tmp_path):
                           (dict(freeze=2, freeze_epochs=0), "freeze_epochs"), (dict(workers="many"), "workers")):
         with pytest.raises(ValueError, match=match):
             train("yolov5n.yaml", tiny_data, project=tmp_path, **kwargs)
+
+
+def test_time_budget_stops_before_an_epoch_that_would_end_past_it_and_keeps_other_callbacks(monkeypatch):
+    clock = [100.0]
+    monkeypatch.setattr("course.yolo.train.time.perf_counter", lambda: clock[0])
+    seen = []
+    row = dict(precision=0.5, recall=0.5, map50=0.4, map=0.2)
+    cb = with_time_budget(25.0, {"on_epoch_end": lambda e, r: seen.append(e), "on_train_end": print})
+    assert cb["on_train_end"] is print
+    clock[0] = 110.0
+    assert cb["on_epoch_end"](0, row) is False  # 10 s done, one more 10-s epoch ends at 20 <= 25
+    clock[0] = 120.0
+    assert cb["on_epoch_end"](1, row) is True  # 20 s done, the next would end at 30 > 25
+    assert seen == [0, 1]
+    uncapped = with_time_budget(None, {"on_epoch_end": lambda e, r: e == 3})
+    assert uncapped["on_epoch_end"](0, row) is False and uncapped["on_epoch_end"](3, row) is True
+    with pytest.raises(ValueError, match="budget_s must be None or a number of seconds >= 0"):
+        with_time_budget(-1)
+
+
+def test_chapter6_training_applies_the_recipe_time_cap(monkeypatch, tmp_path):
+    from course.widgets import ch06_yolo
+
+    caps = []
+
+    def fake_train(cfg, data, project=None, name=None, callbacks=None, **kwargs):
+        caps.append(callbacks["on_epoch_end"](0, dict(precision=0, recall=0, map50=0, map=0)))
+        return name
+
+    monkeypatch.setattr("course.yolo.train.train", fake_train)
+    rec = dict(recipe("quick"), time_budget_s=0)
+    out = ch06_yolo.train_detectors("data.yaml", rec, {"a": "a.yaml", "b": "b.yaml"}, project=str(tmp_path))
+    assert out == {"a": "a", "b": "b"} and caps == [True, True]

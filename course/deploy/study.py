@@ -349,7 +349,7 @@ class DetectorSetup:
 
 def trained_detector(root, mode: str | None = None, checkpoint=None, n_test: int | None = None,
                      n_calibration: int = 32, progress: bool = False) -> DetectorSetup:
-    """Chapter 6's ``DETECTOR`` trained with ``course.yolo.train.RECIPES[mode]`` (or loaded from ``checkpoint``).
+    """Chapter 6's ``DETECTOR`` trained with ``course.yolo.train.RECIPES[mode]``, its time cap included (or loaded from ``checkpoint``).
 
     The test split is drawn like the recipe's data but with another seed (1), so no test image was
     seen in training or in validation; calibration uses the first train images.
@@ -357,7 +357,7 @@ def trained_detector(root, mode: str | None = None, checkpoint=None, n_test: int
     from course.env import pick
     from course.yolo.benchmark import DETECTORS
     from course.yolo.data import YoloDataset, create_dataloader, load_data_config, make_shapes
-    from course.yolo.train import recipe, shapes_kwargs, train, train_kwargs
+    from course.yolo.train import recipe, shapes_kwargs, train, train_kwargs, with_time_budget
     from course.yolo.val import load_model
 
     rec = recipe(mode)
@@ -370,7 +370,7 @@ def trained_detector(root, mode: str | None = None, checkpoint=None, n_test: int
         model, source = load_model(checkpoint), f"checkpoint {checkpoint}"
     else:
         result = train(DETECTORS[DETECTOR], data_yaml, project=str(root / "runs"), name=DETECTOR,
-                       progress=progress, **train_kwargs(rec))
+                       progress=progress, callbacks=with_time_budget(rec["time_budget_s"]), **train_kwargs(rec))
         model, source = result.ema_model, "trained (course.yolo.train recipe)"
     imgsz = rec["imgsz"]
     test = load_data_config(test_yaml)

@@ -200,15 +200,15 @@ class LiveCurves:
 
 def train_detectors(data, rec: dict | None = None, detectors: dict | None = None, project="runs/ch06",
                     curves: LiveCurves | None = None) -> dict:
-    """Train each detector with the same recipe; ``{name: TrainResult}``."""
-    from ..yolo.train import train, train_kwargs
+    """Train each detector with the same recipe, each capped at its ``time_budget_s``; ``{name: TrainResult}``."""
+    from ..yolo.train import train, train_kwargs, with_time_budget
 
     rec = rec or recipe()
     detectors = detectors or DETECTORS
     kwargs = train_kwargs(rec)
     results = {}
     for name, cfg in detectors.items():
-        cb = curves.callbacks(name) if curves is not None else None
+        cb = with_time_budget(rec.get("time_budget_s"), curves.callbacks(name) if curves is not None else None)
         results[name] = train(cfg, data, project=project, name=name, callbacks=cb, **kwargs)
     return results
 

@@ -170,6 +170,34 @@ def train_kwargs(rec: dict) -> dict:
     return _arguments_of(train, rec, skip=("cfg", "data", "callbacks", "name"))
 
 
+def with_time_budget(budget_s: float | None, callbacks: dict | None = None, log: str | None = None) -> dict:
+    """``callbacks`` plus a stop when one more epoch, as long as the last, would end past ``budget_s``.
+
+    A recipe's ``time_budget_s`` caps a run for whoever runs it (RUN_KEYS), so a slow machine
+    cannot run on for hours; pass the result as ``train(callbacks=...)``. The clock starts here,
+    so data caching counts. ``log``: print one line per epoch, prefixed with it. ``None``: no cap.
+    """
+    if budget_s is not None and (isinstance(budget_s, bool) or not isinstance(budget_s, (int, float))
+                                 or budget_s < 0):
+        raise ValueError(f"budget_s must be None or a number of seconds >= 0, got {budget_s!r}")
+    callbacks = dict(callbacks or {})
+    inner = callbacks.get("on_epoch_end")
+    start = last = time.perf_counter()
+
+    def on_epoch_end(epoch, row):
+        nonlocal last
+        stop = bool(inner(epoch, row)) if inner is not None else False
+        now = time.perf_counter()
+        elapsed, epoch_s, last = now - start, now - last, now
+        if log:
+            print(f"[{log}] epoch {epoch + 1} {elapsed:.0f}s P {row['precision']:.3f} R {row['recall']:.3f} "
+                  f"val mAP50 {row['map50']:.3f} mAP {row['map']:.3f} load {os.getloadavg()[0]:.1f}", flush=True)
+        return stop or (budget_s is not None and elapsed + epoch_s > budget_s)
+
+    callbacks["on_epoch_end"] = on_epoch_end
+    return callbacks
+
+
 def setup_distributed(device: torch.device) -> tuple[int, int, int]:
     """Make ``device`` current, then join the process group torchrun describes; (rank, local_rank, world).
 
