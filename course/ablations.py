@@ -240,7 +240,9 @@ def difference(summary: list[dict], a: str, b: str) -> dict:
     """Test accuracy of ``a`` minus ``b``, with the larger of their seed-to-seed stds as the spread.
 
     ``real`` is True only when both have at least two seeds and the gap exceeds twice the spread;
-    ``words`` says it in a sentence for the chapter.
+    ``words`` says it in a sentence for the chapter. ``near_chance`` names the networks that ended
+    within ``NEAR_CHANCE`` of chance: they did not learn in the budget, so a gap to them measures
+    how each trained under this recipe, not what the design can represent, and the words say so.
     """
     rows = {r["label"]: r for r in summary}
     for name, label in (("a", a), ("b", b)):
@@ -260,9 +262,18 @@ def difference(summary: list[dict], a: str, b: str) -> dict:
     else:
         words = (f"{a} vs {b}: {100 * delta:+.1f} points, within twice the seed-to-seed spread "
                  f"({100 * spread:.1f}): no measurable difference on this data")
-    return dict(a=a, b=b, delta=delta, spread=spread, real=real, words=words)
+    near = [label for label in (a, b) if rows[label]["test_acc"] < CHANCE + NEAR_CHANCE]
+    if near:
+        words += (f"; but {' and '.join(near)} ended near chance ({100 * CHANCE:.0f} %): "
+                  f"{'it' if len(near) == 1 else 'they'} did not learn within this recipe's budget, so the gap "
+                  "says how each trained, not what the design can learn")
+    return dict(a=a, b=b, delta=delta, spread=spread, real=real, near_chance=near, words=words)
 
 
+CHANCE = 0.1
+"""Test accuracy of guessing on Glyphs-10's ten balanced classes."""
+NEAR_CHANCE = 0.05
+"""A network whose mean test accuracy is below CHANCE + this did not learn within the budget."""
 CEILING = 0.95
 """The best network must stay below this test accuracy, or the data cannot rank backbones."""
 SMALLEST = "mobilenet_v1/w0.25"

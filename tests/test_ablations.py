@@ -109,6 +109,17 @@ def test_difference_is_real_only_beyond_twice_the_spread_with_seeds():
     assert not d["real"] and "one seed" in d["words"] and d["delta"] == pytest.approx(0.20)
 
 
+def test_difference_flags_a_network_that_stayed_near_chance():
+    s = _summary(sep=(0.41, 0.07, 3), full=(0.097, 0.01, 3), wide=(0.56, 0.09, 3))
+    d = A.difference(s, "sep", "full")
+    assert d["real"] and d["near_chance"] == ["full"]
+    assert "sep is better than full" in d["words"] and "full ended near chance (10 %)" in d["words"]
+    assert "did not learn within this recipe's budget" in d["words"]
+    assert A.difference(s, "wide", "sep")["near_chance"] == [] and "chance" not in A.difference(s, "wide", "sep")["words"]
+    both = A.difference(_summary(p=(0.12, 0.01, 3), q=(0.10, 0.01, 3)), "p", "q")
+    assert both["near_chance"] == ["p", "q"] and "p and q ended near chance" in both["words"] and "they did" in both["words"]
+
+
 def test_difference_names_the_bad_argument():
     s = _summary(x=(0.8, 0.01, 3), y=(0.7, 0.01, 3))
     with pytest.raises(ValueError, match=r"^a must be one of \['x', 'y'\], got 'q'"):
