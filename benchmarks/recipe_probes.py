@@ -7,6 +7,7 @@ overrides, CPU, threads, load, date, torch), so a probe can be rerun and checked
 
     python benchmarks/recipe_probes.py mobilenet_v1:0.5:lr=3e-3 mobilenet_v3_small:1.0:lr=1e-3,warmup_epochs=0.5
     python benchmarks/recipe_probes.py mobilenet_v2:0.5 --seeds 0 1      # the recipe as it stands
+    python benchmarks/recipe_probes.py mobilenet_v1:0.25:lr=2e-3,surgery=full_conv   # a course.variants surgery
     python benchmarks/recipe_probes.py --smoke --out /tmp/p.jsonl      # quick mode, seconds
 """
 
@@ -26,8 +27,12 @@ DEFAULT_OUT = Path(__file__).resolve().parents[1] / "results" / "recipe_probes_c
 
 
 def parse_probe(text: str) -> dict:
-    """``"name:width[:key=value,key=value]"`` -> dict(name, width_mult, overrides); values are JSON (numbers)."""
+    """``"name:width[:key=value,...]"`` -> dict(name, width_mult, overrides, surgery); values are JSON (numbers).
+
+    ``surgery=a+b`` names ``course.variants.VARIANTS`` to apply (``surgery=no_se``).
+    """
     from course.classify import CLASSIFIERS, recipe
+    from course.variants import VARIANTS
 
     parts = text.split(":")
     if len(parts) not in (2, 3):
@@ -39,9 +44,15 @@ def parse_probe(text: str) -> dict:
         width_mult = float(width)
     except ValueError:
         raise ValueError(f"probe {text!r}: width must be a number, got {width!r}") from None
-    overrides = {}
+    overrides, surgery = {}, []
     for item in filter(None, parts[2].split(",") if len(parts) == 3 else []):
         key, sep, value = item.partition("=")
+        if key == "surgery" and sep:
+            surgery = value.split("+")
+            unknown = [v for v in surgery if v not in VARIANTS]
+            if unknown:
+                raise ValueError(f"probe {text!r}: surgery {unknown} unknown; allowed: {list(VARIANTS)}")
+            continue
         if not sep or key not in recipe("full"):
             raise ValueError(f"probe {text!r}: {item!r} must be key=value with a key of the recipe "
                              f"({sorted(recipe('full'))})")
@@ -49,7 +60,7 @@ def parse_probe(text: str) -> dict:
             overrides[key] = json.loads(value)
         except json.JSONDecodeError:
             raise ValueError(f"probe {text!r}: the value of {key} must be a JSON value, got {value!r}") from None
-    return dict(name=name, width_mult=width_mult, overrides=overrides)
+    return dict(name=name, width_mult=width_mult, overrides=overrides, surgery=surgery)
 
 
 def _probe(args) -> dict:
@@ -63,7 +74,8 @@ def _probe(args) -> dict:
     rec = {**recipe(mode), **probe["overrides"]}
     rec["lr"] = probe["overrides"].get("lr", recipe_lr(probe["name"], mode))
     rec.pop("lr_by_model", None)
-    result = train_recipe(probe["name"], probe["width_mult"], mode, seed, progress=False, **probe["overrides"])
+    result = train_recipe(probe["name"], probe["width_mult"], mode, seed, surgery=probe["surgery"], progress=False,
+                          **probe["overrides"])
     return dict(**probe, seed=seed, mode=mode, recipe=rec, test_acc=result.test_acc, best_val_acc=result.best_val_acc,
                 history=result.history, wall_time_s=result.wall_time_s, jobs=jobs,
                 **{k: v for k, v in machine_info().items() if k != "threads"}, threads=1)
@@ -99,7 +111,8 @@ def main(argv=None) -> int:
         for row in pool.map(_probe, todo):
             f.write(json.dumps(row) + "\n")
             f.flush()
-            print(f"{row['name']} {row['width_mult']:g} seed {row['seed']} {row['overrides'] or 'recipe'}: "
+            print(f"{row['name']} {row['width_mult']:g} {'+'.join(row['surgery'])} seed {row['seed']} "
+                  f"{row['overrides'] or 'recipe'}: "
                   f"test {row['test_acc']:.3f}, val {row['best_val_acc']:.3f} ({row['wall_time_s']:.0f} s, "
                   f"{time.perf_counter() - start:.0f} s in all)", flush=True)
     print(f"appended {len(todo)} rows to {out}")

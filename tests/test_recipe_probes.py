@@ -16,11 +16,14 @@ import recipe_probes  # noqa: E402
 
 def test_probe_specs_parse_and_bad_ones_are_named():
     assert recipe_probes.parse_probe("mobilenet_v1:0.5:lr=3e-3,warmup_epochs=1") == dict(
-        name="mobilenet_v1", width_mult=0.5, overrides=dict(lr=3e-3, warmup_epochs=1))
+        name="mobilenet_v1", width_mult=0.5, overrides=dict(lr=3e-3, warmup_epochs=1), surgery=[])
     assert recipe_probes.parse_probe("shufflenet_v2:1")["overrides"] == {}
+    assert recipe_probes.parse_probe("mobilenet_v3_small:1:surgery=no_se+hswish_to_relu,lr=1e-3") == dict(
+        name="mobilenet_v3_small", width_mult=1.0, overrides=dict(lr=1e-3), surgery=["no_se", "hswish_to_relu"])
     for text, match in (("mobilenet_v1", "must be name:width"), ("resnet18:1.0", "name must be one of"),
                         ("mobilenet_v1:half", "width must be a number"), ("mobilenet_v1:1:lrate=1", "key of the recipe"),
-                        ("mobilenet_v1:1:lr=fast", "must be a JSON value")):
+                        ("mobilenet_v1:1:lr=fast", "must be a JSON value"),
+                        ("mobilenet_v1:1:surgery=no_conv", r"surgery \['no_conv'\] unknown")):
         with pytest.raises(ValueError, match=match):
             recipe_probes.parse_probe(text)
 
