@@ -69,13 +69,12 @@ def _probe(args) -> dict:
 
     torch.set_num_threads(1)
     from course.ablations import machine_info
-    from course.classify import recipe, recipe_lr, train_recipe
+    from course.classify import recipe, train_recipe
 
-    rec = {**recipe(mode), **probe["overrides"]}
-    rec["lr"] = probe["overrides"].get("lr", recipe_lr(probe["name"], mode))
-    rec.pop("lr_by_model", None)
     result = train_recipe(probe["name"], probe["width_mult"], mode, seed, surgery=probe["surgery"], progress=False,
                           **probe["overrides"])
+    rec = {**recipe(mode), **probe["overrides"], "lr": result.config["lr"]}  # the rate train_recipe chose
+    rec.pop("lr_by_model")
     return dict(**probe, seed=seed, mode=mode, recipe=rec, test_acc=result.test_acc, best_val_acc=result.best_val_acc,
                 history=result.history, wall_time_s=result.wall_time_s, jobs=jobs,
                 **{k: v for k, v in machine_info().items() if k != "threads"}, threads=1)

@@ -16,7 +16,7 @@ import matplotlib.pyplot as plt
 import torch
 from torch import nn
 
-from .ablations import (ABLATIONS, build_variant, difference, load_reference, measure_latencies, reference_rows,
+from .ablations import (ABLATIONS, CHANCE, build_variant, difference, load_reference, measure_latencies, reference_rows,
                         run_ablation, summarize)
 from .ablation_plots import COST_LABELS, plot_ablation
 from .classify import lr_words, recipe
@@ -40,8 +40,6 @@ PAPER_MULTIPLIERS = {
 }
 # Table 4: the same network with full convolutions vs depthwise separable ones (α = 1, 224 px).
 PAPER_TABLE4 = {"full conv": (71.7, 4866, 29.3), "separable": (70.6, 569, 4.2)}
-CHANCE = 0.1
-"""Glyphs-10 has ten balanced classes: a guess scores 10 %."""
 
 CH01 = ("ch01_width", "ch01_resolution", "ch01_separable")
 
