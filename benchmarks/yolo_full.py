@@ -10,6 +10,10 @@ size) is measured once per detector. The JSON (``results/yolo_full_cpu.json``, s
 (a difference only when it exceeds the spread, ``course.yolo.compare.rank_words``) and where FLOPs
 and latency disagree; device, threads, torch version and load average are in ``meta``.
 
+Each finished run goes to ``results/yolo_full_cpu.partial.json`` at once (with the detector's cost,
+measured after its first run), and the command resumes from it when run again with the same recipe,
+so the reference can be recorded over several sittings; the JSON is written when every run is done.
+
 ``--smoke`` runs the same code at tiny sizes (quick recipe, 2 seeds) in well under a minute, for the
 tests; ``--replot`` rebuilds table and figure from the JSON without training.
 """
@@ -50,15 +54,21 @@ def make_data(rec: dict, root: Path = REPO / "data" / "shapes_bench") -> Path:
     return make_shapes(root / f"{rec['imgsz']}px-{len(kw['classes'])}c-{kw['n_train']}", seed=0, **kw)
 
 
-def run_one(name: str, cfg: str, rec: dict, data: Path, project: Path, seed: int, device: str = "cpu") -> dict:
-    """Train one detector with one seed; the run's record (val curve, best epoch, test scores, time, load)."""
+def run_one(name: str, cfg: str, rec: dict, data: Path, project: Path, seed: int, device: str = "cpu",
+            tag: str = "", **start) -> dict:
+    """Train one detector with one seed; the run's record (val curve, best epoch, test scores, time, load).
+
+    ``start`` goes to ``train`` (``pretrained``, ``freeze``, ``freeze_epochs``) and into the record;
+    ``tag`` names such a run's folder beside the from-scratch one.
+    """
     load_start = os.getloadavg()
-    result = train(cfg, data, device=device, project=project, name=f"{Path(cfg).stem}-seed{seed}", seed=seed,
-                   progress=False, callbacks=with_time_budget(rec["time_budget_s"], log=f"{name} seed {seed}"),
-                   **train_kwargs(rec))
+    run_name = f"{Path(cfg).stem}{'-' + tag if tag else ''}-seed{seed}"
+    result = train(cfg, data, device=device, project=project, name=run_name, seed=seed, progress=False,
+                   callbacks=with_time_budget(rec["time_budget_s"], log=f"{name} {tag + ' ' if tag else ''}seed {seed}"),
+                   **train_kwargs(rec), **start)
     best = best_epoch(result)
     return dict(
-        seed=seed, weights=_shown(result.best), train_time_s=round(result.wall_time_s, 1),
+        seed=seed, **({"start": {k: _shown(v) if k == "pretrained" else v for k, v in start.items()}} if start else {}), weights=_shown(result.best), train_time_s=round(result.wall_time_s, 1),
         train_images_per_s=round(result.train_images_per_s, 2), epochs_run=len(result.history),
         epochs_planned=rec["epochs"], stopped_by_budget=result.stopped_early, best_epoch=best["epoch"],
         val_map50=round(best["map50"], 4), val_map=round(best["map"], 4),
@@ -67,6 +77,24 @@ def run_one(name: str, cfg: str, rec: dict, data: Path, project: Path, seed: int
         loadavg_end=[round(v, 2) for v in os.getloadavg()], date=datetime.datetime.now().isoformat(timespec="seconds"),
         history=[{k: round(v, 5) if isinstance(v, float) else v for k, v in row.items()} for row in result.history],
     )
+
+
+def resume(progress: Path, rec: dict) -> dict:
+    """``{detector: {runs: {seed: record}, cost}}`` finished by an interrupted run of the same recipe, else empty.
+
+    Every finished run is written to the progress file (``*.partial.json`` beside the JSON), so a
+    reference longer than one sitting can be recorded in several; the JSON is written only when
+    every run is done.
+    """
+    if not progress.is_file():
+        return {}
+    old = json.loads(progress.read_text())
+    if old.get("recipe") != json.loads(json.dumps(rec)):
+        print(f"not resuming {progress}: it ran another recipe (delete it, or restore the recipe)")
+        return {}
+    n = sum(len(m["runs"]) for m in old["models"].values())
+    print(f"resuming: {n} runs already in {progress}", flush=True)
+    return old["models"]
 
 
 def _shown(path: Path) -> str:
@@ -168,11 +196,21 @@ def main(argv=None) -> dict:
         ref.update(words=words(ref["models"]))
     else:
         data = make_data(rec, args.data_root)
+        progress = out.with_name(out.stem + ".partial.json")
+        done = resume(progress, rec)
         models = []
         for det in args.models:
-            runs = [run_one(det, SHIPPED[det], rec, data, args.project, s, args.device) for s in seeds]
-            cost = measure(REPO / runs[0]["weights"], rec["imgsz"], min_run_time=0.05 if args.smoke else None)
-            models.append(dict(name=det, cfg=SHIPPED[det], **cost, summary=summarize_runs(runs), runs=runs))
+            entry = done.setdefault(det, dict(runs={}))
+            for s in seeds:
+                if str(s) in entry["runs"]:
+                    continue
+                entry["runs"][str(s)] = run_one(det, SHIPPED[det], rec, data, args.project, s, args.device)
+                if "cost" not in entry:  # measured on this detector's first finished run, while its weights exist
+                    entry["cost"] = measure(REPO / entry["runs"][str(s)]["weights"], rec["imgsz"],
+                                            min_run_time=0.05 if args.smoke else None)
+                progress.write_text(json.dumps(dict(recipe=json.loads(json.dumps(rec)), models=done), indent=1))
+            runs = [entry["runs"][str(s)] for s in seeds]
+            models.append(dict(name=det, cfg=SHIPPED[det], **entry["cost"], summary=summarize_runs(runs), runs=runs))
             print(json.dumps({k: v for k, v in models[-1].items() if k != "runs"}), flush=True)
         used = sorted({r["threads"] for m in models for r in m["runs"]})
         starts = [r["loadavg_start"] for m in models for r in m["runs"]]
@@ -202,6 +240,8 @@ def main(argv=None) -> dict:
         ref = dict(meta=meta, models=models, words=words(models))
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(ref, indent=1))
+    if not args.replot:
+        progress.unlink(missing_ok=True)
     plot(ref, out.with_suffix(".png"))
     print(runs_table(ref["models"]))
     print(table(ref))

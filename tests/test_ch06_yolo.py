@@ -288,6 +288,20 @@ def test_yolo_full_smoke_records_every_seed_and_the_words(tmp_path):
     assert again["words"] == saved["words"]
     with pytest.raises(ValueError, match="--seeds"):
         yolo_full.main(["--smoke", "--seeds", "1", "1", "--out", str(out)])
+    assert not out.with_name("ref.partial.json").exists()
+
+
+def test_yolo_full_resumes_only_a_run_of_the_same_recipe(tmp_path, capsys):
+    yolo_full = _yolo_full()
+    rec = recipe("quick")
+    progress = tmp_path / "ref.partial.json"
+    assert yolo_full.resume(progress, rec) == {}
+    models = {"YOLOv5n": dict(runs={"0": dict(seed=0)}, cost=dict(params=1))}
+    progress.write_text(json.dumps(dict(recipe=rec, models=models)))
+    assert yolo_full.resume(progress, rec) == models
+    assert "resuming: 1 runs" in capsys.readouterr().out
+    assert yolo_full.resume(progress, dict(rec, epochs=rec["epochs"] + 1)) == {}
+    assert "another recipe" in capsys.readouterr().out
 
 
 def test_format_deployment_shows_size_error_and_speed_up():
