@@ -1,7 +1,7 @@
 """Chapter 6's reference run: every detector x several seeds with the course's recipe; cost, time and test mAP.
 
 One command records it: ``python benchmarks/yolo_full.py`` (3 detectors x seeds 0 1 2 with
-``RECIPES["full"]``, the discriminating "hard" shapes data; each run capped at the recipe's
+``RECIPES["full"]``, the discriminating "medium" shapes data; each run capped at the recipe's
 ``time_budget_s``, so at most 9 x 15 min on a 2-core CPU; run it on an otherwise idle machine).
 Each run picks its best epoch on val and is scored on the test split (YOLOv5's AP and the COCO
 figure). Cost (params, GFLOPs at the training size and at 640, batch-1 CPU latency at the training
@@ -35,7 +35,7 @@ from course.tables import text_table
 from course.yolo import compare as C
 from course.yolo.benchmark import DETECTORS, SCHEMA, best_epoch, measure_detector, reference_entries, \
     reference_figure, summarize_runs
-from course.yolo.data import make_shapes
+from course.yolo.data import DATA_PRESETS, make_shapes
 from course.yolo.train import RECIPES, RUN_KEYS, recipe, shapes_kwargs, train, train_kwargs, with_time_budget
 from course.yolo.val import load_model
 
@@ -51,7 +51,8 @@ SMOKE = dict(n_train=8, n_val=4, n_test=4, epochs=1, batch_size=4, nbs=4, time_b
 def make_data(rec: dict, root: Path = REPO / "data" / "shapes_bench") -> Path:
     """The recipe's shapes dataset with its test split (reused when already generated with the same arguments)."""
     kw = shapes_kwargs(rec)
-    return make_shapes(root / f"{rec['imgsz']}px-{len(kw['classes'])}c-{kw['n_train']}", seed=0, **kw)
+    preset = f"-{rec['data_preset']}" if rec.get("data_preset") else ""
+    return make_shapes(root / f"{rec['imgsz']}px-{len(kw['classes'])}c-{kw['n_train']}{preset}", seed=0, **kw)
 
 
 def run_one(name: str, cfg: str, rec: dict, data: Path, project: Path, seed: int, device: str = "cpu",
@@ -168,6 +169,9 @@ def main(argv=None) -> dict:
     parser.add_argument("--out", type=Path)
     parser.add_argument("--project", type=Path, default=REPO / "runs" / "bench")
     parser.add_argument("--data-root", type=Path, default=REPO / "data" / "shapes_bench")
+    parser.add_argument("--data-preset", choices=sorted(DATA_PRESETS),
+                        help="calibration probe: the recipe with this shapes preset instead of its own (the JSON's "
+                             "recipe says which); write it to its own --out, not the reference")
     parser.add_argument("--note", help="stored in meta.note (e.g. what else ran at the same time)")
     parser.add_argument("--smoke", action="store_true",
                         help="the same code at tiny sizes (quick recipe, 8 images, 1 epoch, 2 seeds): for tests")
@@ -179,6 +183,11 @@ def main(argv=None) -> dict:
     seeds = args.seeds[:2] if args.smoke else args.seeds
     if args.smoke:
         rec.update(SMOKE)
+    if args.data_preset:
+        if args.out is None:
+            raise ValueError("--data-preset is a calibration probe: give it its own --out (not the reference JSON)")
+        rec.update(DATA_PRESETS[args.data_preset])
+        rec["data_preset"] = args.data_preset
     threads = args.threads or rec["threads"]
     if threads == "auto":
         threads = 2 if os.getloadavg()[0] < 1.0 else 1

@@ -522,3 +522,8 @@ def test_exercise_6_4_define_and_register_both_ways():
     with pytest.raises(ExerciseFailed, match="output shape"):
         check("6.4", AllStride2, lambda: register_module("DSStage", AllStride2))
     check("6.4", DSStage, lambda: register_module("DSStage", DSStage))
+
+
+def test_yolo_full_data_preset_probe_needs_its_own_out():
+    with pytest.raises(ValueError, match="own --out"):
+        _yolo_full().main(["--smoke", "--data-preset", "medium"])

@@ -410,3 +410,12 @@ def test_create_dataloader_rejects_bad_arguments(shapes):
         create_dataloader(ds, 0, shuffle=False)
     with pytest.raises(ValueError, match="workers"):
         create_dataloader(ds, 2, shuffle=False, workers=-1)
+
+
+def test_medium_preset_keeps_the_hard_classes_with_milder_nuisances():
+    toy, medium, hard = DATA_PRESETS["toy"], DATA_PRESETS["medium"], DATA_PRESETS["hard"]
+    assert medium["classes"] == hard["classes"]
+    assert toy["size_range"][0] > medium["size_range"][0] > hard["size_range"][0]
+    assert toy["contrast"] > medium["contrast"] > hard["contrast"]
+    assert hard["clutter"][1] > medium["clutter"][1] and hard["decoys"][1] > medium["decoys"][1] > 0
+    assert hard["occluders"][1] > medium["occluders"][1] and hard["occlusion"] > medium["occlusion"] > toy["occlusion"]
