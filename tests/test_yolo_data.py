@@ -341,6 +341,38 @@ def test_affine_and_mosaic_keep_boxes_on_their_pixels(tmp_path):
         assert kept > 12
 
 
+class _FixedGains:
+    """Stands in for the generator: ``uniform(-1, 1, 3)`` returns the given draws."""
+
+    def __init__(self, draws):
+        self.draws = np.asarray(draws, float)
+
+    def uniform(self, lo, hi, n):
+        return self.draws
+
+
+def test_hsv_gains_scale_value_and_rotate_hue_on_opencv_scale():
+    import colorsys
+
+    from course.yolo.data.augment import augment_hsv
+    hyp = dict(hsv_h=0.5, hsv_s=0.7, hsv_v=0.4)
+    grey = np.full((8, 8, 3), 100, np.uint8)
+    same = augment_hsv(grey, hyp, _FixedGains([0, 0, 0]))
+    assert np.abs(same.astype(int) - 100).max() <= 1                    # gains of 1: a round trip
+    brighter = augment_hsv(grey, hyp, _FixedGains([0, 0, 1]))           # value gain 1.4
+    assert np.abs(brighter.astype(int) - 140).max() <= 1
+    green = np.zeros((8, 8, 3), np.uint8)
+    green[..., 1] = 200                                                 # hue 120 degrees
+    cyan = augment_hsv(green, hyp, _FixedGains([1, 0, 0]))              # hue gain 1.5: 180 degrees
+    h, s, v = colorsys.rgb_to_hsv(*(cyan[0, 0] / 255))
+    assert abs(h * 360 - 180) < 3 and s > 0.95 and abs(v - 200 / 255) < 0.01
+    magenta = np.zeros((8, 8, 3), np.uint8)
+    magenta[..., [0, 2]] = 200                                          # hue 300 degrees
+    wrapped = augment_hsv(magenta, hyp, _FixedGains([1, 0, 0]))         # 450 degrees wraps to 90
+    h, s, _ = colorsys.rgb_to_hsv(*(wrapped[0, 0] / 255))
+    assert abs(h * 360 - 90) < 3 and s > 0.95
+
+
 def test_an_error_in_augmentation_propagates_naming_the_image(shapes, monkeypatch):
     from course.yolo.data import dataset as dataset_module
 

