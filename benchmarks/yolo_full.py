@@ -207,10 +207,11 @@ def main(argv=None) -> dict:
         data = make_data(rec, args.data_root)
         progress = out.with_name(out.stem + ".partial.json")
         done = resume(progress, rec)
-        models = []
-        for det in args.models:
-            entry = done.setdefault(det, dict(runs={}))
-            for s in seeds:
+        # Seed-major: a reference recorded over several sittings has every detector at the same
+        # number of seeds whenever it is interrupted.
+        for s in seeds:
+            for det in args.models:
+                entry = done.setdefault(det, dict(runs={}))
                 if str(s) in entry["runs"]:
                     continue
                 entry["runs"][str(s)] = run_one(det, SHIPPED[det], rec, data, args.project, s, args.device)
@@ -218,6 +219,9 @@ def main(argv=None) -> dict:
                     entry["cost"] = measure(REPO / entry["runs"][str(s)]["weights"], rec["imgsz"],
                                             min_run_time=0.05 if args.smoke else None)
                 progress.write_text(json.dumps(dict(recipe=json.loads(json.dumps(rec)), models=done), indent=1))
+        models = []
+        for det in args.models:
+            entry = done[det]
             runs = [entry["runs"][str(s)] for s in seeds]
             models.append(dict(name=det, cfg=SHIPPED[det], **entry["cost"], summary=summarize_runs(runs), runs=runs))
             print(json.dumps({k: v for k, v in models[-1].items() if k != "runs"}), flush=True)

@@ -304,6 +304,36 @@ def test_yolo_full_resumes_only_a_run_of_the_same_recipe(tmp_path, capsys):
     assert "another recipe" in capsys.readouterr().out
 
 
+def test_yolo_full_runs_seed_major_so_an_interrupted_reference_stays_balanced(tmp_path, monkeypatch):
+    yolo_full = _yolo_full()
+    calls = []
+
+    class Interrupted(Exception):
+        pass
+
+    def run_one(det, cfg, rec, data, project, seed, device):
+        if len(calls) == len(B.DETECTORS) + 1:
+            raise Interrupted
+        calls.append((det, seed))
+        return dict(seed=seed, weights="best.pt")
+
+    monkeypatch.setattr(yolo_full, "run_one", run_one)
+    monkeypatch.setattr(yolo_full, "measure", lambda *a, **k: dict(params=1))
+    monkeypatch.setattr(yolo_full, "make_data", lambda rec, root: None)
+    out = tmp_path / "ref.json"
+    threads = torch.get_num_threads()
+    try:
+        with pytest.raises(Interrupted):
+            yolo_full.main(["--smoke", "--out", str(out), "--threads", "1"])
+    finally:
+        torch.set_num_threads(threads)
+    assert calls == [(d, 0) for d in B.DETECTORS] + [(list(B.DETECTORS)[0], 1)]
+    saved = json.loads(out.with_name("ref.partial.json").read_text())["models"]
+    assert {d: sorted(m["runs"]) for d, m in saved.items()} == dict(
+        {d: ["0"] for d in B.DETECTORS}, **{list(B.DETECTORS)[0]: ["0", "1"]})
+    assert not out.exists()
+
+
 def test_format_deployment_shows_size_error_and_speed_up():
     def timing(ms):
         return LatencyResult(ms, 0.1, [ms], "cpu", "CPU", 2, 1, "float32", "2.x")
