@@ -12,7 +12,9 @@ and latency disagree; device, threads, torch version and load average are in ``m
 
 Each finished run goes to ``results/yolo_full_cpu.partial.json`` at once (with the detector's cost,
 measured after its first run), and the command resumes from it when run again with the same recipe,
-so the reference can be recorded over several sittings; the JSON is written when every run is done.
+so the reference can be recorded over several sittings; the JSON is written when every asked run is
+done, and the progress file is kept while it holds runs the JSON leaves out (``--seeds 0 1`` written
+while seed 2 is still to come).
 
 ``--smoke`` runs the same code at tiny sizes (quick recipe, 2 seeds) in well under a minute, for the
 tests; ``--replot`` rebuilds table and figure from the JSON without training.
@@ -254,7 +256,11 @@ def main(argv=None) -> dict:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(ref, indent=1))
     if not args.replot:
-        progress.unlink(missing_ok=True)
+        recorded = sum(len(m["runs"]) for m in done.values())
+        if recorded == sum(len(m["runs"]) for m in models):
+            progress.unlink(missing_ok=True)
+        else:  # e.g. ``--seeds 0 1`` written while seed 2 is under way: keep it for the next sitting
+            print(f"kept {progress}: it holds {recorded} runs, the JSON {sum(len(m['runs']) for m in models)}")
     plot(ref, out.with_suffix(".png"))
     print(runs_table(ref["models"]))
     print(table(ref))

@@ -289,6 +289,15 @@ def test_yolo_full_smoke_records_every_seed_and_the_words(tmp_path):
     with pytest.raises(ValueError, match="--seeds"):
         yolo_full.main(["--smoke", "--seeds", "1", "1", "--out", str(out)])
     assert not out.with_name("ref.partial.json").exists()
+    # Written for seed 0 only while the progress file holds seed 1 too: no training, and the file stays.
+    progress = out.with_name("ref.partial.json")
+    models = {m["name"]: dict(runs={str(r["seed"]): r for r in m["runs"]},
+                              cost={k: v for k, v in m.items() if k not in ("name", "cfg", "summary", "runs")})
+              for m in saved["models"]}
+    progress.write_text(json.dumps(dict(recipe=saved["meta"]["recipe"], models=models)))
+    one = yolo_full.main(["--smoke", "--seeds", "0", "--out", str(out), "--threads", "1"])
+    assert one["meta"]["seeds"] == 1 and all(len(m["runs"]) == 1 for m in one["models"])
+    assert json.loads(progress.read_text())["models"] == json.loads(json.dumps(models))
 
 
 def test_yolo_full_resumes_only_a_run_of_the_same_recipe(tmp_path, capsys):
